@@ -50,16 +50,22 @@ struct wr_scan {
     int error;          /* 0, or WR_ESCAN_SYNTAX once the input was not JSON */
 
     /* Private parser state, saved between feeds. */
-    uint8_t _state;
-    uint8_t _flags;
-    uint16_t _depth;
-    uint8_t _path[4];   /* key ids of the open objects down to depth 4 */
-    uint8_t _key;       /* id of the key being read, or of the value's key */
+    uint8_t _state;     /* parser state */
+    uint8_t _flags;     /* flags of the string or number being read */
+    uint8_t _depth;     /* open objects and arrays, 0 to WR_SCAN_MAX_DEPTH */
+    uint8_t _on_path;   /* open objects, counted from the top, that lead to wanted fields */
+    uint8_t _path[4];   /* kind of each of those objects */
+    uint8_t _entered;   /* kinds of object already entered, so that a duplicate key is ignored */
+    uint8_t _key;       /* what the value of the current key fills: a field, an object, or nothing */
+    uint8_t _target;    /* what the open string is: a key or a value, decoded or skipped */
+    uint8_t _escape;    /* 1 after a backslash, 2 to 5 inside the hex digits of \uXXXX */
+    uint8_t _sub;       /* position inside a number or a literal */
     uint16_t _len;      /* bytes in _text */
-    uint8_t _escape;    /* bytes left of a \uXXXX escape, or 1 after a backslash */
-    uint64_t _number;
-    char _text[WR_SCAN_MAX_STRING + 1];
-    uint64_t _nest_bits; /* 1 bit per depth: array (1) or object (0), up to 64 */
+    uint16_t _code;     /* code unit of the \uXXXX escape being read */
+    uint16_t _high;     /* high surrogate waiting for its low half, or 0 */
+    uint64_t _number;   /* integer part of the number being read */
+    uint64_t _nest_bits; /* bit d - 1 is set when the container at depth d is an array */
+    char _text[WR_SCAN_MAX_STRING]; /* decoded bytes of the key or value being captured */
 };
 
 /* Resets s to scan a new message for the fields in want (WR_SCAN_BIT mask). */

@@ -1,0 +1,53 @@
+# Thin wrapper around CMake, in the manner of Neovim's: `make run`, `make test`.
+BUILD_DIR ?= build
+ASAN_BUILD_DIR ?= build-asan
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= $(shell nproc)
+DEBIAN_PACKAGES := build-essential cmake pkg-config liburing-dev libwolfssl-dev \
+	libconfig-dev libcriterion-dev
+
+.PHONY: all deps build build-asan run test test-unit test-node test-asan clean
+
+all: build
+
+# Installs what is missing when run as root on Debian; otherwise only checks.
+deps:
+	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else \
+			echo "missing Debian packages:$$missing (run 'sudo make deps')"; exit 1; \
+		fi; \
+	fi
+	@command -v node >/dev/null || { echo "node (20 or later) is required for the tests"; exit 1; }
+
+build: deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+build-asan: deps
+	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DWR_SANITIZE=ON
+	cmake --build $(ASAN_BUILD_DIR) -j $(JOBS)
+
+run: build
+	bench/run_with_mock.sh $(BUILD_DIR)
+
+test: build
+	$(MAKE) test-unit test-node WR_BUILD_DIR=$(abspath $(BUILD_DIR))
+
+test-unit:
+	ctest --test-dir $(or $(WR_BUILD_DIR),$(BUILD_DIR)) --output-on-failure
+
+test-node:
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
+	WR_BUILD_DIR=$(or $(WR_BUILD_DIR),$(abspath $(BUILD_DIR))) node --test --test-concurrency=1 tests/node/
+
+test-asan: build-asan
+	$(MAKE) test-unit test-node WR_BUILD_DIR=$(abspath $(ASAN_BUILD_DIR))
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)

@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: MIT */
+/* A relay: one downstream client connection and its own upstream connection. */
+#ifndef WR_CORE_RELAY_H
+#define WR_CORE_RELAY_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "proto/scan.h"
+#include "proto/ws_frame.h"
+#include "ring/ud.h"
+
+struct wr_worker;
+
+#define WR_RELAY_IOV_MAX 8
+#define WR_RELAY_PAUSE_BYTES (256 * 1024)  /* stop reading a leg while its peer has this much unsent */
+#define WR_RELAY_RESUME_BYTES (64 * 1024)
+
+/* A run of bytes waiting to be sent on a leg. */
+struct wr_seg {
+    struct wr_seg *next;
+    uint8_t *ptr;
+    uint32_t len;
+    int32_t bid;   /* provided buffer holding ptr, or -1 when data[] holds the bytes */
+    bool business; /* data-frame bytes relayed from the other leg */
+    uint8_t data[];
+};
+
+/* Incoming frame state of one leg. */
+struct wr_ws_in {
+    uint8_t hdr[WR_WS_MAX_HEADER]; /* header bytes split across receives */
+    uint8_t hdr_len;
+    bool in_frame;
+    struct wr_ws_header cur;
+    uint64_t done;           /* payload bytes of cur consumed */
+    uint8_t out_mask[4];     /* wsrelay's mask for the relayed copy of cur (client frames) */
+    uint8_t ctrl[WR_WS_MAX_CONTROL_PAYLOAD];
+    struct wr_ws_sequence seq;
+    struct wr_scan *scan;    /* scanner of the current text message, NULL when not scanning */
+    bool forwarding;         /* the current data frame is relayed to the other leg */
+    bool text_message;       /* the open data message is text */
+    bool broken;             /* a protocol error was seen: the rest of the stream is ignored */
+};
+
+enum wr_leg_state {
+    WR_LEG_NONE = 0,
+    WR_LEG_HANDSHAKE,  /* downstream: reading the request; upstream: connecting and upgrading */
+    WR_LEG_OPEN,
+    WR_LEG_CLOSING,    /* our Close is queued or sent; waiting for the peer's or for the send */
+    WR_LEG_SHUTDOWN,   /* cancel and close submitted */
+    WR_LEG_CLOSED,
+};
+
+struct wr_leg {
+    int fd;                   /* direct descriptor (downstream) or file descriptor (upstream) */
+    bool fixed;
+    uint8_t state;            /* enum wr_leg_state */
+    bool recv_armed;
+    bool send_armed;
+    bool recv_paused;         /* the other leg has too much unsent */
+    bool waiting_buffer;      /* receive got -ENOBUFS; re-armed when buffers return */
+    bool close_after_send;    /* close the socket once the queue is empty */
+    bool out_frame_open;      /* a relayed frame is partly queued: control frames must wait */
+    bool peer_closed;         /* the peer's Close frame arrived */
+    struct wr_seg *out_head;
+    struct wr_seg *out_tail;
+    struct wr_seg *ctrl_head; /* control frames waiting for a frame boundary */
+    struct wr_seg *ctrl_tail;
+    size_t out_bytes;
+    size_t send_len;          /* bytes in the send in flight */
+    uint64_t send_progress_ms; /* last time the leg's send made progress */
+    struct msghdr msg;
+    struct iovec iov[WR_RELAY_IOV_MAX];
+    struct __kernel_timespec recv_ts;
+    struct __kernel_timespec send_ts;
+    struct wr_ws_in in;
+};
+
+/* A turn: a response.create relayed upstream, until its terminal event. */
+struct wr_turn {
+    struct wr_turn *next;
+    uint64_t start_ms;
+    int64_t first_token_ms;   /* -1 until the first *.delta event */
+    bool error_seen;          /* settled by an error event; absorbs one response.failed */
+    char response_id[WR_SCAN_MAX_STRING + 1];
+    char model[WR_SCAN_MAX_STRING + 1];
+};
+
+struct wr_relay {
+    uint32_t slot;
+    uint32_t gen;
+    bool in_use;
+    char id[24];              /* "<worker>-<sequence>" */
+    struct wr_worker *worker;
+    unsigned inflight;        /* submitted operations not yet completed, timers excluded */
+    bool counted;             /* holds one unit of server->active */
+    bool client_gone;         /* graceful or not, no more business writes downstream */
+    bool upstream_gone;
+    bool wrote_downstream;    /* a business write has made progress */
+    bool got_client_message;
+    bool timers_unsupported;
+    bool ping_outstanding;
+    bool ping_ok_logged;
+    bool completed_logged;
+    int client_id;            /* index into conf->clients, -1 before authentication */
+    unsigned next_addr;
+
+    struct wr_leg down;
+    struct wr_leg up;
+
+    /* Handshake phase. */
+    char *request;            /* downstream request head buffer (16 KiB) */
+    size_t request_len;
+    size_t request_head_len;
+    char *response;           /* upstream response head buffer (16 KiB) */
+    size_t response_len;
+    char ws_key[32];
+    char upstream_accept[32];
+
+    /* Deadlines, CLOCK_MONOTONIC milliseconds; 0 = none. */
+    uint64_t handshake_deadline;
+    uint64_t dial_deadline;
+    uint64_t first_message_deadline;
+    uint64_t drain_deadline;
+    uint64_t close_deadline;
+    uint64_t last_business_ms;
+    uint64_t last_ping_ms;
+    uint64_t last_event_keepalive_ms;
+    uint8_t ping_payload[8];
+
+    struct wr_turn *turns;    /* open turns, oldest first */
+    struct wr_turn *turns_tail;
+    unsigned open_turns;
+    struct wr_turn *failed_absorber; /* error-settled turn whose response.failed is still due */
+    char absorb_id[WR_SCAN_MAX_STRING + 1];
+    bool absorb_pending;
+    uint64_t start_ms;
+
+    struct wr_relay *next_waiter; /* worker->buf_waiters list */
+};
+
+/* Takes a newly accepted downstream direct descriptor. */
+void wr_relay_accept(struct wr_worker *w, int fd);
+
+/* Handles one completion for relay r. */
+void wr_relay_complete(struct wr_worker *w, struct wr_relay *r, enum wr_ring_op op, int res,
+                       unsigned flags);
+
+/* Re-arms a receive that failed with -ENOBUFS. */
+void wr_relay_buffers_returned(struct wr_worker *w, struct wr_relay *r);
+
+/* Starts the shutdown of r: idle relays close with 1001, turns in flight drain. */
+void wr_relay_shutdown(struct wr_worker *w, struct wr_relay *r);
+
+#endif

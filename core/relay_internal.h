@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/* Functions shared by the relay's files: lifecycle, queues, handshake, frames. */
+#ifndef WR_CORE_RELAY_INTERNAL_H
+#define WR_CORE_RELAY_INTERNAL_H
+
+#include "core/relay.h"
+#include "proto/http.h"
+#include "ring/worker.h"
+
+/* Which leg a frame came from. */
+enum wr_side {
+    WR_FROM_CLIENT,
+    WR_FROM_UPSTREAM,
+};
+
+/* How a client connection ended, for traces and close codes. */
+struct wr_client_end {
+    const char *stage;   /* trace stage */
+    bool graceful;
+    unsigned close_code; /* Close to send, 0 for none */
+    const char *reason;
+    int err;             /* negative code for err=, 0 for none */
+};
+
+static inline const struct wr_conf *relay_conf(const struct wr_relay *r)
+{
+    return r->worker->server->conf;
+}
+
+/* relay.c */
+void relay_trace(struct wr_relay *r, enum wr_log_level level, const char *stage,
+                 const char *direction, int graceful, unsigned code, int err);
+void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg);
+void relay_flush(struct wr_relay *r, struct wr_leg *leg);
+void relay_queue_copy(struct wr_relay *r, struct wr_leg *leg, const void *data, size_t len,
+                      bool business);
+void relay_queue_slice(struct wr_relay *r, struct wr_leg *leg, uint8_t *ptr, size_t len, int bid);
+void relay_queue_control(struct wr_relay *r, struct wr_leg *leg, uint8_t opcode,
+                         const uint8_t *payload, size_t len);
+void relay_queue_close(struct wr_relay *r, struct wr_leg *leg, unsigned code, const char *reason);
+void relay_leg_frame_boundary(struct wr_relay *r, struct wr_leg *leg);
+void relay_shutdown_leg(struct wr_relay *r, struct wr_leg *leg);
+void relay_client_gone(struct wr_relay *r, const struct wr_client_end *end);
+void relay_upstream_lost(struct wr_relay *r, int err, unsigned upstream_close_code);
+void relay_upstream_closed(struct wr_relay *r, unsigned code, const uint8_t *reason,
+                           size_t reason_len);
+void relay_close_upstream(struct wr_relay *r, unsigned code, const char *reason);
+void relay_maybe_finish(struct wr_relay *r);
+
+/* handshake.c */
+void handshake_on_request(struct wr_relay *r, int res);
+void handshake_reply_error(struct wr_relay *r, int status, const char *extra_headers,
+                           const char *message, const char *type, const char *code);
+void handshake_on_connect(struct wr_relay *r, int res);
+void handshake_on_upstream_recv(struct wr_relay *r, int res);
+void handshake_dial_failed(struct wr_relay *r, int status, int err, const char *why);
+
+/* frames.c */
+int frames_process(struct wr_relay *r, enum wr_side from, uint8_t *data, size_t len, int bid);
+void turns_on_upstream_message(struct wr_relay *r, struct wr_scan *scan);
+void turns_open(struct wr_relay *r);
+void turns_settle_all(struct wr_relay *r, const char *reason);
+void turns_free(struct wr_relay *r);
+
+#endif
