@@ -361,6 +361,9 @@ void turns_open(struct wr_relay *r)
     }
     r->turns_tail = t;
     r->open_turns++;
+    if (relay_conf(r)->event_keepalive_ms != 0) {
+        relay_retime(r);
+    }
 }
 
 static struct wr_turn *turn_pop(struct wr_relay *r)

@@ -43,12 +43,14 @@ size_t wr_log_timestamp(char out[32])
 {
     struct timespec now;
     struct tm tm;
+    int n;
 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
-    return (size_t)snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+    n = snprintf(out, 32, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
                             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                             now.tv_nsec / 1000000);
+    return n > 0 && n < 32 ? (size_t)n : 0;
 }
 
 static void line_put(struct wr_log_line *line, const char *s, size_t n)

@@ -128,6 +128,14 @@ static int run(struct wr_conf *conf)
     unsigned started = 0;
     int exit_code = 0;
 
+    /*
+     * Workers write log lines through their rings at the file position; with
+     * O_APPEND every write lands at the end even when stderr is a shared file.
+     */
+    int stderr_flags = fcntl(STDERR_FILENO, F_GETFL);
+    if (stderr_flags >= 0 && !(stderr_flags & O_APPEND)) {
+        fcntl(STDERR_FILENO, F_SETFL, stderr_flags | O_APPEND);
+    }
     memset(&server, 0, sizeof(server));
     server.conf = conf;
     server.ledger_fd = -1;

@@ -248,7 +248,7 @@ void relay_queue_slice(struct wr_relay *r, struct wr_leg *leg, uint8_t *ptr, siz
     if (!leg_writable(leg) || len == 0) {
         return;
     }
-    if (bid < 0) {
+    if (bid < 0 || leg->out_bytes > WR_RELAY_COPY_BYTES) {
         relay_queue_copy(r, leg, ptr, len, true);
         return;
     }
@@ -386,9 +386,41 @@ void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg)
     }
     io_uring_sqe_set_data64(sqe, wr_ring_ud_pack(leg == &r->down ? WR_OP_DS_RECV : WR_OP_US_RECV,
                                                  r->slot, r->gen));
-    link_timer(r, sqe, &leg->recv_ts, recv_deadline(r, leg));
+    leg->recv_deadline = r->timers_unsupported ? 0 : recv_deadline(r, leg);
+    link_timer(r, sqe, &leg->recv_ts, leg->recv_deadline);
     leg->recv_armed = true;
+    leg->recv_cancel_pending = false;
     r->inflight++;
+}
+
+static void retime_leg(struct wr_relay *r, struct wr_leg *leg)
+{
+    uint64_t due;
+    struct io_uring_sqe *sqe;
+    enum wr_ring_op op = leg == &r->down ? WR_OP_DS_RECV : WR_OP_US_RECV;
+
+    if (!leg->recv_armed || leg->recv_cancel_pending || r->timers_unsupported) {
+        return;
+    }
+    due = recv_deadline(r, leg);
+    if (due == 0 || (leg->recv_deadline != 0 && leg->recv_deadline <= due)) {
+        return; /* a later deadline is found lazily when the armed one fires */
+    }
+    /* The receive completes with -ECANCELED and is re-armed with the earlier deadline. */
+    sqe = wr_worker_sqe(r->worker);
+    io_uring_prep_cancel64(sqe, wr_ring_ud_pack(op, r->slot, r->gen), 0);
+    io_uring_sqe_set_data64(sqe, wr_ring_ud_pack(WR_OP_CANCEL, r->slot, r->gen));
+    leg->recv_cancel_pending = true;
+}
+
+/*
+ * Re-arms a pending receive whose linked timer is later than a deadline that
+ * has just appeared: the first business write, a turn opening, a drain.
+ */
+void relay_retime(struct wr_relay *r)
+{
+    retime_leg(r, &r->down);
+    retime_leg(r, &r->up);
 }
 
 void wr_relay_buffers_returned(struct wr_worker *w, struct wr_relay *r)
@@ -469,6 +501,16 @@ void relay_maybe_finish(struct wr_relay *r)
         r->completed_logged = true;
         relay_trace(r, WR_LOG_INFO, "relay_complete", NULL, -1, 0, 0);
     }
+    if (r->down.waiting_buffer || r->up.waiting_buffer) {
+        struct wr_relay **link = &w->buf_waiters;
+
+        while (*link != NULL && *link != r) {
+            link = &(*link)->next_waiter;
+        }
+        if (*link == r) {
+            *link = r->next_waiter;
+        }
+    }
     queue_free_all(w, &r->down);
     queue_free_all(w, &r->up);
     free(r->down.in.scan);
@@ -487,7 +529,8 @@ static void down_close_soon(struct wr_relay *r)
 {
     r->down.state = WR_LEG_CLOSING;
     r->down.close_after_send = true;
-    r->close_deadline = r->worker->now_ms + 2000;
+    r->close_deadline = r->worker->now_ms + WR_RELAY_CLOSE_WAIT_MS;
+    relay_retime(r);
 }
 
 void relay_client_gone(struct wr_relay *r, const struct wr_client_end *end)
@@ -525,6 +568,7 @@ void relay_client_gone(struct wr_relay *r, const struct wr_client_end *end)
                 r->up.recv_paused = false;
             }
             relay_arm_recv(r, &r->up);
+            relay_retime(r);
         }
     } else if (r->up.state == WR_LEG_HANDSHAKE) {
         relay_shutdown_leg(r, &r->up);
@@ -652,13 +696,7 @@ void wr_relay_shutdown(struct wr_worker *w, struct wr_relay *r)
         return;
     }
     r->drain_deadline = earliest(r->drain_deadline, w->stop_deadline_ms);
-    if (r->up.recv_armed) {
-        /* Re-arm the upstream receive so its timer carries the new deadline. */
-        struct io_uring_sqe *sqe = wr_worker_sqe(w);
-
-        io_uring_prep_cancel64(sqe, wr_ring_ud_pack(WR_OP_US_RECV, r->slot, r->gen), 0);
-        io_uring_sqe_set_data64(sqe, wr_ring_ud_pack(WR_OP_CANCEL, r->slot, r->gen));
-    }
+    relay_retime(r);
 }
 
 /* ---- timers ---- */
@@ -826,8 +864,13 @@ static void on_send(struct wr_relay *r, struct wr_leg *leg, int res)
         leg->send_progress_ms = w->now_ms;
     }
     if (business && leg == &r->down) {
+        bool first = !r->wrote_downstream;
+
         r->last_business_ms = w->now_ms;
         r->wrote_downstream = true;
+        if (first) {
+            relay_retime(r);
+        }
     }
     if (leg->out_head == NULL) {
         leg->send_progress_ms = 0;

@@ -17,6 +17,12 @@ struct wr_worker;
 #define WR_RELAY_IOV_MAX 8
 #define WR_RELAY_PAUSE_BYTES (256 * 1024)  /* stop reading a leg while its peer has this much unsent */
 #define WR_RELAY_RESUME_BYTES (64 * 1024)
+/*
+ * Past this much unsent on a leg, relayed bytes are copied to the heap so a
+ * slow peer does not hold the worker's shared receive buffers.
+ */
+#define WR_RELAY_COPY_BYTES (64 * 1024)
+#define WR_RELAY_CLOSE_WAIT_MS 2000 /* wait for the client's Close after ours, then close TCP */
 
 /* A run of bytes waiting to be sent on a leg. */
 struct wr_seg {
@@ -64,6 +70,8 @@ struct wr_leg {
     bool close_after_send;    /* close the socket once the queue is empty */
     bool out_frame_open;      /* a relayed frame is partly queued: control frames must wait */
     bool peer_closed;         /* the peer's Close frame arrived */
+    bool recv_cancel_pending; /* the receive is being cancelled to re-arm it with a new timer */
+    uint64_t recv_deadline;   /* deadline linked to the pending receive, 0 for none */
     struct wr_seg *out_head;
     struct wr_seg *out_tail;
     struct wr_seg *ctrl_head; /* control frames waiting for a frame boundary */

@@ -31,6 +31,7 @@ static inline const struct wr_conf *relay_conf(const struct wr_relay *r)
 void relay_trace(struct wr_relay *r, enum wr_log_level level, const char *stage,
                  const char *direction, int graceful, unsigned code, int err);
 void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg);
+void relay_retime(struct wr_relay *r);
 void relay_flush(struct wr_relay *r, struct wr_leg *leg);
 void relay_queue_copy(struct wr_relay *r, struct wr_leg *leg, const void *data, size_t len,
                       bool business);

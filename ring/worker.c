@@ -128,7 +128,9 @@ static int setup_buffers(struct wr_worker *w)
     return 0;
 }
 
-static int open_listener(const struct wr_conf_endpoint *ep, char *err, size_t err_len)
+/* Binds a socket to the listen address; reuse_port lets every worker bind its own. */
+static int bind_listener(const struct wr_conf_endpoint *ep, bool reuse_port, char *err,
+                         size_t err_len)
 {
     struct addrinfo hints, *res = NULL;
     char port[8];
@@ -151,10 +153,13 @@ static int open_listener(const struct wr_conf_endpoint *ep, char *err, size_t er
         return ret;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (reuse_port) {
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    }
     /* Accepted sockets inherit TCP_NODELAY: relayed frames go out without delay. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 ||
+        (reuse_port && listen(fd, 4096) < 0)) {
         ret = -errno;
         snprintf(err, err_len, "cannot listen on %s port %u: %s", ep->host, ep->port,
                  strerror(errno));
@@ -164,6 +169,24 @@ static int open_listener(const struct wr_conf_endpoint *ep, char *err, size_t er
     }
     freeaddrinfo(res);
     return fd;
+}
+
+static int open_listener(const struct wr_conf_endpoint *ep, bool first, char *err,
+                         size_t err_len)
+{
+    /*
+     * SO_REUSEPORT would let this bind share a port that another wsrelay
+     * holds, so the first worker checks with a plain bind that the port is free.
+     */
+    if (first) {
+        int probe = bind_listener(ep, false, err, err_len);
+
+        if (probe < 0) {
+            return probe;
+        }
+        close(probe);
+    }
+    return bind_listener(ep, true, err, err_len);
 }
 
 int wr_worker_init(struct wr_worker *w, struct wr_server *server, unsigned id, char *err,
@@ -225,8 +248,8 @@ int wr_worker_init(struct wr_worker *w, struct wr_server *server, unsigned id, c
         snprintf(err, err_len, "out of memory for %u relay slots", w->num_slots);
         return WR_ENOMEM;
     }
+    /* Slots are left untouched until used, so idle capacity costs no resident memory. */
     for (unsigned i = 0; i < w->num_slots; i++) {
-        w->slots[i].slot = i;
         w->free_slots[w->num_slots - 1 - i] = i;
     }
     w->num_free_slots = w->num_slots;
@@ -243,7 +266,7 @@ int wr_worker_init(struct wr_worker *w, struct wr_server *server, unsigned id, c
         snprintf(err, err_len, "eventfd: %s", strerror(errno));
         return -errno;
     }
-    ret = open_listener(&conf->listen_addr, err, err_len);
+    ret = open_listener(&conf->listen_addr, id == 1, err, err_len);
     if (ret < 0) {
         return ret;
     }
@@ -415,6 +438,7 @@ static void dispatch(struct wr_worker *w, struct io_uring_cqe *cqe)
     enum wr_ring_op op = wr_ring_ud_op(ud);
     struct wr_relay *r;
     uint32_t slot;
+
 
     switch (op) {
     case WR_OP_ACCEPT:
