@@ -431,6 +431,9 @@ void turns_on_upstream_message(struct wr_relay *r, struct wr_scan *scan)
     if (r->client_gone && r->open_turns == 0 && r->up.state == WR_LEG_OPEN) {
         relay_trace(r, WR_LOG_INFO, "drain_terminal", "upstream_to_client", 1, 0, 0);
         relay_close_upstream(r, 1001, "client disconnected");
+    } else if (r->worker->stopping && r->open_turns == 0) {
+        /* Shutting down: the turn that was let finish has finished. */
+        wr_relay_shutdown(r->worker, r);
     }
 }
 

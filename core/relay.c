@@ -353,8 +353,10 @@ void relay_flush(struct wr_relay *r, struct wr_leg *leg)
     }
     io_uring_sqe_set_data64(sqe, wr_ring_ud_pack(leg == &r->down ? WR_OP_DS_SEND : WR_OP_US_SEND,
                                                  r->slot, r->gen));
-    link_timer(r, sqe, &leg->send_ts, send_deadline(r, leg));
+    leg->send_deadline = r->timers_unsupported ? 0 : send_deadline(r, leg);
+    link_timer(r, sqe, &leg->send_ts, leg->send_deadline);
     leg->send_armed = true;
+    leg->send_cancel_pending = false;
     leg->send_len = total;
     r->inflight++;
 }
@@ -414,13 +416,38 @@ static void retime_leg(struct wr_relay *r, struct wr_leg *leg)
 }
 
 /*
- * Re-arms a pending receive whose linked timer is later than a deadline that
- * has just appeared: the first business write, a turn opening, a drain.
+ * A send waiting for socket space has sent nothing, so cancelling it loses no
+ * bytes; a partial count in its completion is consumed as usual.
+ */
+static void retime_send(struct wr_relay *r, struct wr_leg *leg)
+{
+    uint64_t due;
+    struct io_uring_sqe *sqe;
+    enum wr_ring_op op = leg == &r->down ? WR_OP_DS_SEND : WR_OP_US_SEND;
+
+    if (!leg->send_armed || leg->send_cancel_pending || r->timers_unsupported) {
+        return;
+    }
+    due = send_deadline(r, leg);
+    if (due == 0 || (leg->send_deadline != 0 && leg->send_deadline <= due)) {
+        return;
+    }
+    sqe = wr_worker_sqe(r->worker);
+    io_uring_prep_cancel64(sqe, wr_ring_ud_pack(op, r->slot, r->gen), 0);
+    io_uring_sqe_set_data64(sqe, wr_ring_ud_pack(WR_OP_CANCEL, r->slot, r->gen));
+    leg->send_cancel_pending = true;
+}
+
+/*
+ * Re-arms pending operations whose linked timer is later than a deadline that
+ * has just appeared: the first business write, a turn opening, a drain, or
+ * the upstream receive pausing so that the downstream send carries keepalive.
  */
 void relay_retime(struct wr_relay *r)
 {
     retime_leg(r, &r->down);
     retime_leg(r, &r->up);
+    retime_send(r, &r->down);
 }
 
 void wr_relay_buffers_returned(struct wr_worker *w, struct wr_relay *r)
@@ -542,7 +569,9 @@ void relay_client_gone(struct wr_relay *r, const struct wr_client_end *end)
     }
     r->client_gone = true;
     r->ping_outstanding = false;
-    relay_trace(r, end->graceful ? WR_LOG_INFO : WR_LOG_WARN, end->stage, "client_to_upstream",
+    relay_trace(r, end->graceful ? WR_LOG_INFO : WR_LOG_WARN, end->stage,
+                strcmp(end->stage, "downstream_ping_failed") == 0 ? "downstream_keepalive"
+                                                                   : "client_to_upstream",
                 end->graceful, end->close_code, end->err);
 
     if (end->close_code != 0 && down->state == WR_LEG_OPEN && !down->out_frame_open) {
@@ -581,19 +610,19 @@ static void send_turn_failed(struct wr_relay *r)
     char body[1280], id[WR_SCAN_MAX_STRING * 6 + 3], fallback[64];
     uint8_t hdr[WR_WS_MAX_HEADER];
     const char *raw = r->turns->response_id;
-    size_t hdr_len;
+    size_t hdr_len, id_len;
     int n;
 
     if (raw[0] == '\0') {
         snprintf(fallback, sizeof(fallback), "resp_wsrelay_%s", r->id);
         raw = fallback;
     }
-    wr_usage_json_string(id, sizeof(id), raw);
+    id_len = wr_usage_json_string(id, sizeof(id), raw);
     n = snprintf(body, sizeof(body),
-                 "{\"type\":\"response.failed\",\"response\":{\"id\":%s,\"status\":\"failed\","
+                 "{\"type\":\"response.failed\",\"response\":{\"id\":%.*s,\"status\":\"failed\","
                  "\"error\":{\"code\":\"upstream_error\",\"message\":\"the upstream connection "
                  "was lost before the response completed\"}}}",
-                 id);
+                 (int)id_len, id);
     if (n < 0 || (size_t)n >= sizeof(body)) {
         return;
     }
@@ -620,24 +649,27 @@ void relay_upstream_lost(struct wr_relay *r, int err, unsigned upstream_close_co
         relay_shutdown_leg(r, &r->up);
     }
 
-    if (!r->client_gone && down->state == WR_LEG_OPEN) {
-        r->client_gone = true;
-        if (down->out_frame_open) {
-            /* Mid-frame: nothing more can be written in the frame's place. */
-            down->state = WR_LEG_CLOSING;
-            down->close_after_send = true;
-            down->ctrl_head = down->ctrl_tail = NULL;
-            relay_flush(r, down);
-        } else {
-            if (!r->up.in.seq.in_message && r->open_turns > 0) {
-                send_turn_failed(r);
-            }
-            relay_queue_close(r, down, 1011, "upstream connection lost");
-            down_close_soon(r);
-            relay_flush(r, down);
-        }
+    if (r->client_gone || down->state != WR_LEG_OPEN) {
+        turns_settle_all(r, "upstream_lost");
+        return;
     }
-    turns_settle_all(r, "upstream_lost");
+    if (down->out_frame_open) {
+        /* Mid-frame: nothing more can be written in the frame's place. */
+        turns_settle_all(r, "upstream_lost");
+        r->client_gone = true;
+        down->state = WR_LEG_CLOSING;
+        down->close_after_send = true;
+        relay_flush(r, down);
+        return;
+    }
+    if (!r->up.in.seq.in_message && r->open_turns > 0) {
+        send_turn_failed(r);
+    }
+    turns_settle_all(r, "upstream_lost"); /* the client is still connected at this point */
+    r->client_gone = true;
+    relay_queue_close(r, down, 1011, "upstream connection lost");
+    down_close_soon(r);
+    relay_flush(r, down);
 }
 
 void relay_upstream_closed(struct wr_relay *r, unsigned code, const uint8_t *reason,
@@ -874,8 +906,9 @@ static void on_send(struct wr_relay *r, struct wr_leg *leg, int res)
     }
     if (leg->out_head == NULL) {
         leg->send_progress_ms = 0;
-        if (leg->close_after_send && leg->ctrl_head == NULL) {
-            if (leg == &r->down && leg->peer_closed) {
+        if (leg->close_after_send) {
+            if (leg == &r->down && (leg->peer_closed || leg->in.broken)) {
+                /* After a protocol error the connection is failed: no Close is awaited. */
                 relay_shutdown_leg(r, leg);
             } else if (leg == &r->up) {
                 relay_shutdown_leg(r, leg);
@@ -956,10 +989,14 @@ static void on_recv(struct wr_relay *r, struct wr_leg *leg, int res, unsigned fl
         if (other->out_bytes > WR_RELAY_PAUSE_BYTES && leg_writable(other) &&
             !(from_client ? r->upstream_gone : r->client_gone)) {
             leg->recv_paused = true;
+            if (!from_client) {
+                relay_retime(r);
+            }
         }
         relay_flush(r, other);
-        relay_arm_recv(r, leg);
     }
+    /* A closing leg keeps reading: for the peer's Close, or for EOF, until its deadline. */
+    relay_arm_recv(r, leg);
 out:
     if (bid >= 0) {
         wr_worker_buf_unref(w, (uint16_t)bid);

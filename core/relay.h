@@ -72,6 +72,8 @@ struct wr_leg {
     bool peer_closed;         /* the peer's Close frame arrived */
     bool recv_cancel_pending; /* the receive is being cancelled to re-arm it with a new timer */
     uint64_t recv_deadline;   /* deadline linked to the pending receive, 0 for none */
+    uint64_t send_deadline;   /* deadline linked to the pending send, 0 for none */
+    bool send_cancel_pending;
     struct wr_seg *out_head;
     struct wr_seg *out_tail;
     struct wr_seg *ctrl_head; /* control frames waiting for a frame boundary */
