@@ -233,7 +233,9 @@ static int control_frame(struct wr_relay *r, enum wr_side from)
         struct wr_client_end end = {"client_disconnected", true, code, NULL, 0};
         char text[WR_WS_MAX_CLOSE_REASON + 1];
 
-        memcpy(text, reason, reason_len);
+        if (reason_len > 0) {
+            memcpy(text, reason, reason_len);
+        }
         text[reason_len] = '\0';
         end.reason = text;
         relay_client_gone(r, &end);

@@ -288,7 +288,9 @@ void relay_queue_control(struct wr_relay *r, struct wr_leg *leg, uint8_t opcode,
         wr_worker_random(r->worker, mask);
     }
     hdr_len = wr_ws_header_encode(seg->data, true, opcode, len, masked ? mask : NULL);
-    memcpy(seg->data + hdr_len, payload, len);
+    if (len > 0) {
+        memcpy(seg->data + hdr_len, payload, len);
+    }
     if (masked) {
         wr_ws_mask(seg->data + hdr_len, len, mask, 0);
     }
@@ -678,7 +680,9 @@ void relay_upstream_closed(struct wr_relay *r, unsigned code, const uint8_t *rea
     struct wr_leg *down = &r->down;
     char text[WR_WS_MAX_CLOSE_REASON + 1];
 
-    memcpy(text, reason, reason_len);
+    if (reason_len > 0) {
+        memcpy(text, reason, reason_len);
+    }
     text[reason_len] = '\0';
     r->upstream_gone = true;
     relay_trace(r, WR_LOG_INFO, "upstream_disconnected", "upstream_to_client", 1, code, 0);
