@@ -714,11 +714,46 @@ static int container_close(struct wr_scan *s, uint8_t c)
     return value_done(s);
 }
 
+/*
+ * Marks the token fields under an object that arrived as another JSON type
+ * ("usage": "n/a"), so a caller can tell bad usage from missing usage.
+ */
+static void container_malformed(struct wr_scan *s)
+{
+    unsigned fields = 0;
+
+    switch (s->_key - KEY_ENTER) {
+    case KIND_USAGE:
+        fields = WR_SCAN_BIT(WR_SCAN_INPUT_TOKENS) | WR_SCAN_BIT(WR_SCAN_CACHED_TOKENS) |
+                 WR_SCAN_BIT(WR_SCAN_OUTPUT_TOKENS) | WR_SCAN_BIT(WR_SCAN_REASONING_TOKENS) |
+                 WR_SCAN_BIT(WR_SCAN_TOTAL_TOKENS);
+        break;
+    case KIND_INPUT_DETAILS:
+        fields = WR_SCAN_BIT(WR_SCAN_CACHED_TOKENS);
+        break;
+    case KIND_OUTPUT_DETAILS:
+        fields = WR_SCAN_BIT(WR_SCAN_REASONING_TOKENS);
+        break;
+    default:
+        return;
+    }
+    for (int field = 0; field < WR_SCAN_FIELD_COUNT; field++) {
+        if ((fields & WR_SCAN_BIT(field)) && (s->want & WR_SCAN_BIT(field))) {
+            mark_malformed(s, field);
+        }
+    }
+}
+
 /* Starts the value whose first byte is c and returns the next state. */
 static int value_start(struct wr_scan *s, uint8_t c)
 {
     int field = wanted_field(s);
     unsigned literal;
+
+    /* null is how in-progress responses say "no usage yet", so only other types count. */
+    if (s->_key >= KEY_ENTER && c != '{' && c != 'n') {
+        container_malformed(s);
+    }
 
     switch (c) {
     case '"':
