@@ -14,6 +14,9 @@
 
 #include "core/wr.h"
 
+/* A ciphertext buffer starts at this size, and one grown past it is freed once empty. */
+#define KEEP_BYTES 16384
+
 static const char alpn_http11[] = "http/1.1";
 
 /*
@@ -55,7 +58,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int size, void *arg)
     size_t need = tls->fill_len + (size_t)size;
 
     if (need > tls->fill_cap) {
-        size_t cap = tls->fill_cap ? tls->fill_cap : 16384;
+        size_t cap = tls->fill_cap ? tls->fill_cap : KEEP_BYTES;
         uint8_t *grown;
 
         while (cap < need) {
@@ -324,8 +327,19 @@ size_t wr_tls_take(struct wr_tls *tls)
 void wr_tls_sent(struct wr_tls *tls, size_t n)
 {
     tls->sent += n;
-    if (tls->sent >= tls->sending_len) {
-        tls->sent = tls->sending_len = 0;
+    if (tls->sent < tls->sending_len) {
+        return;
+    }
+    tls->sent = tls->sending_len = 0;
+    if (tls->sending_cap > KEEP_BYTES) {
+        free(tls->sending);
+        tls->sending = NULL;
+        tls->sending_cap = 0;
+    }
+    if (tls->fill_len == 0 && tls->fill_cap > KEEP_BYTES) {
+        free(tls->fill);
+        tls->fill = NULL;
+        tls->fill_cap = 0;
     }
 }
 
