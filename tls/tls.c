@@ -345,8 +345,17 @@ void wr_tls_sent(struct wr_tls *tls, size_t n)
 
 void wr_tls_save_session(struct wr_tls *tls)
 {
-    WOLFSSL_SESSION *session = wolfSSL_get1_session(tls->ssl);
+    WOLFSSL_SESSION *session;
 
+    /*
+     * A session taken from a resumed TLS 1.3 connection made the next
+     * resumption fail with an illegal_parameter alert from OpenSSL 3.0 (Node
+     * 20) with wolfSSL 5.5.4, so only full handshakes replace the kept session.
+     */
+    if (wolfSSL_session_reused(tls->ssl)) {
+        return;
+    }
+    session = wolfSSL_get1_session(tls->ssl);
     if (session == NULL) {
         return;
     }

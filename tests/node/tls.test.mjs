@@ -110,6 +110,19 @@ for (const [name, pairName, pattern] of [
     });
 }
 
+test('address host checked against IP SAN', { timeout: 30000 }, async (t) => {
+    const good = await startUpstreamWith(t, certs.good);
+    const goodRelay = await startTlsRelay(t, good.url('127.0.0.1'));
+    assert.equal(await upgradeStatus(goodRelay.port), 101);
+    assert.equal(good.servernames[0], false);
+
+    // This certificate names only other.invalid, so 127.0.0.1 must not match it.
+    const wrong = await startUpstreamWith(t, certs.wrongName);
+    const wrongRelay = await startTlsRelay(t, wrong.url('127.0.0.1'));
+    assert.equal(await upgradeStatus(wrongRelay.port), 502);
+    assert.match((await rejectionLine(wrongRelay)).reason, /does not match the host name/);
+});
+
 test('20 MB each way over TLS', { timeout: 180000 }, async (t) => {
     const upstream = await startUpstreamWith(t, certs.good);
     const relay = await startTlsRelay(t, upstream.url(), {
@@ -176,24 +189,25 @@ test('keepalive pings over TLS downstream', { timeout: 30000 }, async (t) => {
     assert.equal(client.closeInfo, null);
 });
 
-test('second connection resumes the session', { timeout: 30000 }, async (t) => {
+test('later connections resume the session', { timeout: 30000 }, async (t) => {
     const upstream = await startUpstreamWith(t, certs.good);
     const relay = await startTlsRelay(t, upstream.url());
 
-    for (const id of ['resp_first', 'resp_second']) {
+    // A third connection checks that a resumed connection does not spoil the kept session.
+    for (const id of ['resp_first', 'resp_second', 'resp_third']) {
         const client = await openClient(relay.port);
         const connection = await upstream.nextConnection();
         await relayTurn(client, connection, id);
         client.terminate();
     }
-    assert.equal(upstream.handshakes, 2);
-    assert.equal(upstream.resumed, 1);
+    assert.equal(upstream.handshakes, 3);
+    assert.equal(upstream.resumed, 2);
 
     await relay.stop();
     const counts = relay.linesMatching('event=tls_handshakes').map(logfmtFields);
     assert.equal(counts.length, 1);
     assert.equal(counts[0].upstream_full, '1');
-    assert.equal(counts[0].upstream_resumed, '1');
+    assert.equal(counts[0].upstream_resumed, '2');
 });
 
 test('turn through a CONNECT proxy', { timeout: 30000 }, async (t) => {

@@ -3,6 +3,7 @@
 // Everything listens on and connects to 127.0.0.1 only.
 
 import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
@@ -117,27 +118,34 @@ export async function makeCertificates(dir)
 }
 
 // A wss:// upstream: Node's https server with a ws WebSocketServer on it.
+// With noResume, the server issues no session tickets and keeps no session cache.
+// ciphers (OpenSSL names) limits the suites the server accepts.
 export class TlsUpstream {
-    constructor({ cert, key })
+    constructor({ cert, key }, { noResume = false, ciphers = undefined } = {})
     {
         this.connections = [];
         this.port = 0;
         this.handshakes = 0;
         this.resumed = 0;
         this.alpn = [];
+        this.ciphers = [];
         this.servernames = [];
         this.#queue = new AsyncQueue('a wss:// upstream connection from the relay');
         this.server = https.createServer({
             cert: fs.readFileSync(cert),
             key: fs.readFileSync(key),
             ALPNProtocols: ['http/1.1'],
+            secureOptions: noResume ? crypto.constants.SSL_OP_NO_TICKET : 0,
+            ciphers,
         });
         this.server.on('secureConnection', (socket) => {
             this.handshakes += 1;
             if (socket.isSessionReused()) {
                 this.resumed += 1;
             }
+
             this.alpn.push(socket.alpnProtocol);
+            this.ciphers.push(socket.getCipher().standardName);
             this.servernames.push(socket.servername);
             this.#sockets.add(socket);
             socket.on('close', () => this.#sockets.delete(socket));
@@ -188,9 +196,9 @@ export class TlsUpstream {
     }
 }
 
-export async function startTlsUpstream(pair)
+export async function startTlsUpstream(pair, options = {})
 {
-    return new TlsUpstream(pair).listen();
+    return new TlsUpstream(pair, options).listen();
 }
 
 // An HTTP CONNECT proxy that tunnels to 127.0.0.1 ports only, or answers `refuse`.
