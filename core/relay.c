@@ -351,7 +351,7 @@ static bool queue_consume(struct wr_worker *w, struct wr_leg *leg, size_t n)
 }
 
 /*
- * Encrypts queued segments into the leg's ciphertext buffer until it holds
+ * Encrypts queued segments into the leg's ciphertext buffer until it contains
  * WR_TLS_OUT_HIGH bytes, so a large message is never encrypted whole.
  * Returns false when wolfSSL failed and the leg has been given up.
  */
@@ -1112,7 +1112,7 @@ static void on_tls_recv(struct wr_relay *r, struct wr_leg *leg, int res, int bid
         return;
     }
     if (res <= 0 && handshake) {
-        /* Timeouts, errors and EOF during the handshake are answered like plain ones. */
+        /* Timeouts, errors and EOF during the handshake are handled as on a plain leg. */
         if (leg == &r->down) {
             handshake_on_request(r, res);
         } else {

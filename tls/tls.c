@@ -35,7 +35,7 @@ const char *wr_tls_cipher_list(void)
     return cipher_list;
 }
 
-/* Hands wolfSSL lent ciphertext; an empty input asks the caller for another receive. */
+/* Copies lent ciphertext to wolfSSL. An empty input returns WANT_READ, so the caller arms a receive. */
 static int io_recv(WOLFSSL *ssl, char *buf, int size, void *arg)
 {
     struct wr_tls *tls = arg;
@@ -51,7 +51,7 @@ static int io_recv(WOLFSSL *ssl, char *buf, int size, void *arg)
     return (int)n;
 }
 
-/* Appends wolfSSL's ciphertext to the fill buffer; it always takes everything. */
+/* Appends wolfSSL's ciphertext to the fill buffer, which grows to take all of it. */
 static int io_send(WOLFSSL *ssl, char *buf, int size, void *arg)
 {
     struct wr_tls *tls = arg;
@@ -363,12 +363,6 @@ void wr_tls_save_session(struct wr_tls *tls)
         wolfSSL_SESSION_free(tls->ctx->session);
     }
     tls->ctx->session = session;
-}
-
-void wr_tls_shutdown(struct wr_tls *tls)
-{
-    /* Non-blocking: this queues the alert and does not wait for the peer's. */
-    wolfSSL_shutdown(tls->ssl);
 }
 
 void wr_tls_describe(const struct wr_tls *tls, int code, char *buf, size_t len)

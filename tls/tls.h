@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * TLS on a relay leg through wolfSSL, with no socket call inside wolfSSL:
- * ciphertext that a ring receive brought in is lent to the connection for
- * the duration of one call, and ciphertext that wolfSSL produces collects in
- * an output buffer that the caller sends with the ring.
+ * TLS on a relay leg through wolfSSL, with no socket call inside wolfSSL.
+ * Ciphertext from a ring receive is lent to the connection while one
+ * completion is handled. Ciphertext that wolfSSL writes collects in a buffer
+ * that the caller sends with the ring.
  */
 #ifndef WR_TLS_TLS_H
 #define WR_TLS_TLS_H
@@ -33,9 +33,9 @@ struct wr_tls_ctx {
 };
 
 /*
- * One TLS connection and its ciphertext buffers. wolfSSL appends to fill;
- * a send takes the whole fill buffer as sending and leaves it untouched
- * until the kernel has taken every byte, so the two are swapped, never moved.
+ * One TLS connection and its ciphertext buffers. wolfSSL appends to fill. A
+ * send takes the whole fill buffer as sending, which stays untouched until
+ * the kernel has taken every byte, so the two buffers are swapped, not copied.
  */
 struct wr_tls {
     struct WOLFSSL *ssl;
@@ -49,7 +49,7 @@ struct wr_tls {
     size_t sent;
     size_t sending_len;
     size_t sending_cap;
-    bool fill_business;      /* fill holds data-frame bytes relayed from the other leg */
+    bool fill_business;      /* fill contains data-frame bytes relayed from the other leg */
     bool sending_business;
     bool handshake_done;
     bool client;
@@ -129,9 +129,6 @@ static inline bool wr_tls_idle(const struct wr_tls *tls)
  * ticket after the handshake.
  */
 void wr_tls_save_session(struct wr_tls *tls);
-
-/* Queues a close_notify alert into tls->fill. */
-void wr_tls_shutdown(struct wr_tls *tls);
 
 /*
  * Writes why a handshake failed into buf: the certificate problem in plain

@@ -201,7 +201,8 @@ export async function startTlsUpstream(pair, options = {})
     return new TlsUpstream(pair, options).listen();
 }
 
-// An HTTP CONNECT proxy that tunnels to 127.0.0.1 ports only, or answers `refuse`.
+// An HTTP CONNECT proxy that tunnels to 127.0.0.1 ports only, or rejects every CONNECT
+// with the status `refuse` when that is set.
 export class ConnectProxy {
     constructor({ refuse = null } = {})
     {
