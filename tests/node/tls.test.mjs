@@ -4,9 +4,11 @@
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 
 import {
+    LOOPBACK,
     freePort,
     logfmtFields,
     makeTempDir,
@@ -121,6 +123,30 @@ test('address host checked against IP SAN', { timeout: 30000 }, async (t) => {
     const wrongRelay = await startTlsRelay(t, wrong.url('127.0.0.1'));
     assert.equal(await upgradeStatus(wrongRelay.port), 502);
     assert.match((await rejectionLine(wrongRelay)).reason, /does not match the host name/);
+});
+
+test('silent TLS upstream gives 504', { timeout: 30000 }, async (t) => {
+    // Accepts TCP and never answers the ClientHello.
+    const sockets = new Set();
+    const silent = net.createServer((socket) => {
+        sockets.add(socket);
+        socket.on('error', () => {});
+    });
+    await new Promise((resolve) => silent.listen(0, LOOPBACK, resolve));
+    t.after(() => {
+        for (const socket of sockets) {
+            socket.destroy();
+        }
+        return new Promise((resolve) => silent.close(resolve));
+    });
+    const relay = await startTlsRelay(t, `wss://localhost:${silent.address().port}/v1/responses`, {
+        openai_ws: { dial_timeout_seconds: 1 },
+    });
+
+    const started = Date.now();
+    assert.equal(await upgradeStatus(relay.port), 504);
+    assert.ok(Date.now() - started >= 900, 'the relay gave up before the dial timeout');
+    assert.match((await rejectionLine(relay)).reason, /timed out/);
 });
 
 test('20 MB each way over TLS', { timeout: 180000 }, async (t) => {
