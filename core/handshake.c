@@ -22,6 +22,8 @@
 #include <wolfssl/wolfcrypt/hash.h>
 
 #include "core/log.h"
+#include "core/upstream.h"
+#include "tls/tls.h"
 
 /* Client headers copied upstream, besides every x-codex-* header. */
 static const char *const forwarded_headers[] = {
@@ -60,6 +62,12 @@ void handshake_reply_error(struct wr_relay *r, int status, const char *extra_hea
         len = sizeof(reply) - 1;
     }
     log_rejection(r, status, message);
+    if (r->down.tls != NULL && !r->down.tls->handshake_done) {
+        /* Without a TLS session there is no way to send the status: the connection just closes. */
+        r->handshake_deadline = 0;
+        relay_shutdown_leg(r, &r->down);
+        return;
+    }
     r->handshake_deadline = 0;
     r->down.state = WR_LEG_CLOSING;
     r->down.close_after_send = true;
@@ -196,18 +204,24 @@ static size_t build_upstream_request(struct wr_relay *r, const struct wr_http_re
 static void start_dial(struct wr_relay *r)
 {
     struct wr_worker *w = r->worker;
-    struct wr_server *server = w->server;
+    const struct wr_addr_list *addrs = &w->addrs;
+    bool proxy = relay_conf(r)->upstream_proxy[0] != '\0';
     struct io_uring_sqe *sqe;
     const struct sockaddr_storage *addr;
     int fd, one = 1;
 
-    if (r->next_addr >= server->num_upstream_addrs) {
-        handshake_dial_failed(r, 502, -EHOSTUNREACH,
-                              server->num_upstream_addrs == 0 ? "upstream host not resolved"
-                                                              : "upstream unreachable");
+    if (r->next_addr >= addrs->count) {
+        if (addrs->count == 0) {
+            handshake_dial_failed(r, 502, -EHOSTUNREACH,
+                                  proxy ? "upstream proxy host not resolved"
+                                        : "upstream host not resolved");
+        } else {
+            handshake_dial_failed(r, 502, -EHOSTUNREACH,
+                                  proxy ? "upstream proxy unreachable" : "upstream unreachable");
+        }
         return;
     }
-    addr = &server->upstream_addrs[r->next_addr];
+    addr = &addrs->addrs[r->next_addr];
     fd = socket(addr->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         handshake_dial_failed(r, 502, -errno, "cannot create the upstream socket");
@@ -219,8 +233,7 @@ static void start_dial(struct wr_relay *r)
     r->up.state = WR_LEG_HANDSHAKE;
 
     sqe = wr_worker_sqe(w);
-    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)addr,
-                          server->upstream_addr_lens[r->next_addr]);
+    io_uring_prep_connect(sqe, fd, (const struct sockaddr *)addr, addrs->lens[r->next_addr]);
     io_uring_sqe_set_data64(sqe, wr_ring_ud_pack(WR_OP_US_CONNECT, r->slot, r->gen));
     if (r->dial_deadline != 0) {
         struct io_uring_sqe *timer;
@@ -365,8 +378,134 @@ void handshake_on_request(struct wr_relay *r, int res)
     start_dial(r);
 }
 
+/* Sends the upgrade request: from r->upgrade after a proxy, else from r->response. */
+static void send_upgrade(struct wr_relay *r)
+{
+    r->up_phase = WR_UP_UPGRADE;
+    if (r->upgrade != NULL) {
+        relay_queue_copy(r, &r->up, r->upgrade, r->upgrade_len, false);
+        free(r->upgrade);
+        r->upgrade = NULL;
+    } else {
+        relay_queue_copy(r, &r->up, r->response, r->response_len, false);
+    }
+    r->response_len = 0;
+    relay_flush(r, &r->up);
+}
+
+/* Begins the TLS handshake on the upstream, or the upgrade on a ws:// upstream. */
+static void start_tls_or_upgrade(struct wr_relay *r)
+{
+    struct wr_worker *w = r->worker;
+    const struct wr_conf *conf = relay_conf(r);
+    int ret;
+
+    if (!conf->upstream_tls) {
+        send_upgrade(r);
+        relay_arm_recv(r, &r->up);
+        return;
+    }
+    r->up.tls = wr_tls_new_client(&w->tls, conf->upstream.host);
+    if (r->up.tls == NULL) {
+        handshake_dial_failed(r, 502, WR_ENOMEM, "cannot create the upstream TLS connection");
+        return;
+    }
+    r->up_phase = WR_UP_TLS;
+    ret = wr_tls_handshake(r->up.tls);
+    if (ret != WR_AGAIN) {
+        handshake_tls_failed(r, &r->up, ret);
+        return;
+    }
+    relay_flush(r, &r->up);
+    relay_arm_recv(r, &r->up);
+}
+
+void handshake_tls_failed(struct wr_relay *r, struct wr_leg *leg, int code)
+{
+    char why[400], detail[300];
+
+    if (leg == &r->up) {
+        if (code == WR_TLS_CLOSED) {
+            snprintf(why, sizeof(why), "upstream closed the TLS connection during the handshake");
+        } else {
+            wr_tls_describe(leg->tls, code, detail, sizeof(detail));
+            snprintf(why, sizeof(why), "upstream TLS handshake failed: %s", detail);
+        }
+        handshake_dial_failed(r, 502, -EPROTO, why);
+        return;
+    }
+    if (wr_log_enabled(WR_LOG_INFO)) {
+        struct wr_log_line line;
+
+        if (code == WR_TLS_CLOSED) {
+            snprintf(detail, sizeof(detail), "client closed the TLS connection");
+        } else if (code == WR_EHTTP_TOO_LARGE) {
+            snprintf(detail, sizeof(detail), "client sent more than 16 KiB before the 101");
+        } else {
+            wr_tls_describe(leg->tls, code, detail, sizeof(detail));
+        }
+        wr_log_begin(&line, WR_LOG_INFO, "downstream_tls_failed");
+        wr_log_str(&line, "conn", r->id);
+        wr_log_str(&line, "reason", detail);
+        wr_log_end(&line);
+    }
+    relay_shutdown_leg(r, &r->down);
+    if (r->up.state == WR_LEG_HANDSHAKE) {
+        r->client_gone = true;
+        relay_shutdown_leg(r, &r->up);
+    }
+}
+
+int handshake_tls_step(struct wr_relay *r, struct wr_leg *leg)
+{
+    int ret = wr_tls_handshake(leg->tls);
+
+    if (ret == WR_AGAIN) {
+        return ret;
+    }
+    if (ret < 0) {
+        handshake_tls_failed(r, leg, ret);
+        return ret;
+    }
+    if (leg == &r->up) {
+        send_upgrade(r);
+    }
+    return 0;
+}
+
+int handshake_tls_plaintext(struct wr_relay *r, struct wr_leg *leg)
+{
+    int n;
+
+    if (leg == &r->up) {
+        n = wr_tls_read(leg->tls, (uint8_t *)r->response + r->response_len,
+                        WR_HTTP_MAX_HEAD_BYTES - r->response_len);
+        if (n > 0) {
+            handshake_on_upstream_recv(r, n);
+        }
+        return n;
+    }
+    if (r->request_len >= WR_HTTP_MAX_HEAD_BYTES) {
+        /* NOTE: more than 16 KiB sent after the request and before the 101 is not kept. */
+        return WR_EHTTP_TOO_LARGE;
+    }
+    n = wr_tls_read(leg->tls, (uint8_t *)r->request + r->request_len,
+                    WR_HTTP_MAX_HEAD_BYTES - r->request_len);
+    if (n > 0) {
+        if (r->request_head_len == 0) {
+            handshake_on_request(r, n);
+        } else {
+            /* Bytes behind a complete request are relayed after the 101. */
+            r->request_len += (size_t)n;
+        }
+    }
+    return n;
+}
+
 void handshake_on_connect(struct wr_relay *r, int res)
 {
+    const struct wr_conf *conf = relay_conf(r);
+
     if (r->up.state != WR_LEG_HANDSHAKE || r->client_gone) {
         return;
     }
@@ -375,7 +514,7 @@ void handshake_on_connect(struct wr_relay *r, int res)
         return;
     }
     if (res < 0) {
-        if (r->next_addr + 1 < r->worker->server->num_upstream_addrs) {
+        if (r->next_addr + 1 < r->worker->addrs.count) {
             /* Try the next resolved address on a fresh socket. */
             close(r->up.fd);
             r->up.fd = -1;
@@ -384,13 +523,32 @@ void handshake_on_connect(struct wr_relay *r, int res)
             start_dial(r);
             return;
         }
-        handshake_dial_failed(r, 502, res, "upstream unreachable");
+        handshake_dial_failed(r, 502, res,
+                              conf->upstream_proxy[0] != '\0' ? "upstream proxy unreachable"
+                                                              : "upstream unreachable");
         return;
     }
-    relay_queue_copy(r, &r->up, r->response, r->response_len, false);
-    r->response_len = 0;
-    relay_flush(r, &r->up);
-    relay_arm_recv(r, &r->up);
+    if (conf->upstream_proxy[0] != '\0') {
+        char connect[600];
+        size_t len = wr_proxy_connect_request(connect, sizeof(connect), conf->upstream.host,
+                                              conf->upstream.port);
+
+        /* The upgrade request waits in its own buffer while the reply is read into r->response. */
+        r->upgrade = malloc(r->response_len);
+        if (r->upgrade == NULL || len >= sizeof(connect)) {
+            handshake_dial_failed(r, 502, WR_ENOMEM, "cannot build the CONNECT request");
+            return;
+        }
+        memcpy(r->upgrade, r->response, r->response_len);
+        r->upgrade_len = r->response_len;
+        r->response_len = 0;
+        r->up_phase = WR_UP_PROXY;
+        relay_queue_copy(r, &r->up, connect, len, false);
+        relay_flush(r, &r->up);
+        relay_arm_recv(r, &r->up);
+        return;
+    }
+    start_tls_or_upgrade(r);
 }
 
 static void copy_header(char *buf, size_t cap, size_t *len, const struct wr_http_response *res,
@@ -427,6 +585,9 @@ static void upgrade_done(struct wr_relay *r, const struct wr_http_response *res,
     }
 
     r->dial_deadline = 0;
+    if (r->up.tls != NULL) {
+        wr_tls_save_session(r->up.tls);
+    }
     r->up.state = WR_LEG_OPEN;
     r->down.state = WR_LEG_OPEN;
     r->first_message_deadline = r->worker->now_ms + conf->client_first_message_timeout_ms;
@@ -451,6 +612,30 @@ static void upgrade_done(struct wr_relay *r, const struct wr_http_response *res,
     relay_arm_recv(r, &r->up);
 }
 
+/* Goes on through the tunnel after a 200 to CONNECT; any other reply is a 502. */
+static void proxy_reply(struct wr_relay *r, const struct wr_http_response *resp, int head_len)
+{
+    char why[128];
+
+    if (head_len < 0) {
+        handshake_dial_failed(r, 502, head_len, "malformed reply from the upstream proxy");
+        return;
+    }
+    if (resp->status != 200) {
+        snprintf(why, sizeof(why), "upstream proxy answered CONNECT with HTTP %d", resp->status);
+        handshake_dial_failed(r, 502, -ECONNREFUSED, why);
+        return;
+    }
+    if ((size_t)head_len != r->response_len) {
+        /* The upstream speaks only after wsrelay, so early bytes mean a broken tunnel. */
+        handshake_dial_failed(r, 502, WR_EUPSTREAM_HANDSHAKE,
+                              "upstream proxy sent data behind its CONNECT reply");
+        return;
+    }
+    r->response_len = 0;
+    start_tls_or_upgrade(r);
+}
+
 void handshake_on_upstream_recv(struct wr_relay *r, int res)
 {
     struct wr_http_response resp;
@@ -469,13 +654,19 @@ void handshake_on_upstream_recv(struct wr_relay *r, int res)
     }
     if (res <= 0) {
         handshake_dial_failed(r, 502, res == 0 ? -EPIPE : res,
-                              "upstream closed the connection during the handshake");
+                              r->up_phase == WR_UP_PROXY
+                                  ? "upstream proxy closed the connection before answering CONNECT"
+                                  : "upstream closed the connection during the handshake");
         return;
     }
     r->response_len += (size_t)res;
     ret = wr_http_parse_response(r->response, r->response_len, last_len, &resp);
     if (ret == WR_AGAIN && r->response_len < WR_HTTP_MAX_HEAD_BYTES) {
         relay_arm_recv(r, &r->up);
+        return;
+    }
+    if (r->up_phase == WR_UP_PROXY) {
+        proxy_reply(r, &resp, ret);
         return;
     }
     if (ret < 0) {

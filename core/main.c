@@ -21,8 +21,10 @@
 #include "conf/conf.h"
 #include "core/log.h"
 #include "core/server.h"
+#include "core/upstream.h"
 #include "core/usage.h"
 #include "ring/worker.h"
+#include "tls/tls.h"
 
 #define EXIT_CONFIG 1
 #define EXIT_STARTUP 2
@@ -55,35 +57,6 @@ static bool kernel_supported(char *release, size_t len)
         return true;
     }
     return major > 6 || (major == 6 && minor >= 1);
-}
-
-static void resolve_upstream(struct wr_server *server, const struct wr_conf *conf)
-{
-    const struct wr_conf_endpoint *target = conf->upstream_proxy[0] ? &conf->proxy
-                                                                    : &conf->upstream;
-    struct addrinfo hints, *res = NULL, *ai;
-    char port[8];
-    int ret;
-
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    snprintf(port, sizeof(port), "%u", target->port);
-    ret = getaddrinfo(target->host, port, &hints, &res);
-    if (ret != 0) {
-        /* NOTE: resolution is tried once at start-up; until a restart every dial answers 502. */
-        wr_log_msg(WR_LOG_WARN, "upstream_resolve_failed",
-                   "cannot resolve upstream host %s: %s; dials answer 502", target->host,
-                   gai_strerror(ret));
-        return;
-    }
-    for (ai = res; ai != NULL && server->num_upstream_addrs < WR_MAX_UPSTREAM_ADDRS;
-         ai = ai->ai_next) {
-        memcpy(&server->upstream_addrs[server->num_upstream_addrs], ai->ai_addr, ai->ai_addrlen);
-        server->upstream_addr_lens[server->num_upstream_addrs] = ai->ai_addrlen;
-        server->num_upstream_addrs++;
-    }
-    freeaddrinfo(res);
 }
 
 static int check_ledger_dir(const char *path, char *err, size_t err_len)
@@ -126,6 +99,7 @@ static int run(struct wr_conf *conf)
     sigset_t signals;
     uint8_t id[8];
     unsigned started = 0;
+    struct wr_resolver resolver;
     int exit_code = 0;
 
     /*
@@ -147,10 +121,8 @@ static int run(struct wr_conf *conf)
                         "(io_uring with DEFER_TASKRUN)\n", release);
         return EXIT_STARTUP;
     }
-    if (conf->upstream_tls || conf->upstream_proxy[0] != '\0' || conf->tls_cert_file[0] != '\0') {
-        /* TODO: wolfSSL legs and the CONNECT tunnel; until then only plain ws:// relays. */
-        fprintf(stderr, "wsrelay: %s: TLS (wss:// upstream, gateway.tls) and upstream_proxy are "
-                        "not supported by this build yet; use a ws:// upstream_url\n", conf->path);
+    if (wr_tls_global_init() < 0) {
+        fprintf(stderr, "wsrelay: cannot initialise wolfSSL\n");
         return EXIT_STARTUP;
     }
     if (conf->upstream_api_key_env[0] != '\0') {
@@ -186,7 +158,8 @@ static int run(struct wr_conf *conf)
         snprintf(server.upstream_host_header + n, sizeof(server.upstream_host_header) - n, ":%u",
                  conf->upstream.port);
     }
-    resolve_upstream(&server, conf);
+    /* NOTE: this first lookup blocks start-up for as long as the system resolver takes. */
+    wr_resolver_init(&resolver, &server);
 
     server.num_workers = conf->workers;
     if (server.num_workers == 0) {
@@ -224,6 +197,11 @@ static int run(struct wr_conf *conf)
         }
         started++;
     }
+    if (exit_code == 0 && wr_resolver_start(&resolver) < 0) {
+        fprintf(stderr, "wsrelay: cannot start the resolver thread\n");
+        atomic_store(&server.shutting_down, true);
+        exit_code = EXIT_STARTUP;
+    }
     if (exit_code == 0) {
         wr_log_msg(WR_LOG_INFO, "started",
                    "wsrelay %s listening on %s with %u workers, upstream %s, instance %s",
@@ -256,6 +234,8 @@ static int run(struct wr_conf *conf)
         wr_log_msg(WR_LOG_INFO, "stopped", "all connections closed, ledger flushed");
     }
 out:
+    /* Stopped before the workers are freed, because it posts address lists to them. */
+    wr_resolver_stop(&resolver);
     for (unsigned i = 0; i < server.num_workers; i++) {
         wr_worker_free(&server.workers[i]);
     }

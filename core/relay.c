@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/usage.h"
+#include "tls/tls.h"
 
 void relay_trace(struct wr_relay *r, enum wr_log_level level, const char *stage,
                  const char *direction, int graceful, unsigned code, int err)
@@ -324,6 +325,63 @@ void relay_leg_frame_boundary(struct wr_relay *r, struct wr_leg *leg)
     }
 }
 
+/* Drops n bytes from the front of leg's queue. Returns true when any were business bytes. */
+static bool queue_consume(struct wr_worker *w, struct wr_leg *leg, size_t n)
+{
+    bool business = false;
+
+    while (n > 0 && leg->out_head != NULL) {
+        struct wr_seg *seg = leg->out_head;
+        size_t take = n < seg->len ? n : seg->len;
+
+        business |= seg->business;
+        seg->ptr += take;
+        seg->len -= (uint32_t)take;
+        leg->out_bytes -= take;
+        n -= take;
+        if (seg->len == 0) {
+            leg->out_head = seg->next;
+            if (leg->out_head == NULL) {
+                leg->out_tail = NULL;
+            }
+            seg_free(w, seg);
+        }
+    }
+    return business;
+}
+
+/*
+ * Encrypts queued segments into the leg's ciphertext buffer until it contains
+ * WR_TLS_OUT_HIGH bytes, so a large message is never encrypted whole.
+ * Returns false when wolfSSL failed and the leg has been given up.
+ */
+static bool tls_encrypt_queue(struct wr_relay *r, struct wr_leg *leg)
+{
+    struct wr_tls *tls = leg->tls;
+
+    if (!tls->handshake_done) {
+        return true; /* plaintext waits for the handshake, which fills tls->fill itself */
+    }
+    while (leg->out_head != NULL && tls->fill_len < WR_TLS_OUT_HIGH) {
+        struct wr_seg *seg = leg->out_head;
+        size_t chunk = seg->len < WR_RING_BUF_SIZE ? seg->len : WR_RING_BUF_SIZE;
+        int ret = wr_tls_write(tls, seg->ptr, chunk);
+
+        if (ret < 0) {
+            if (leg == &r->down) {
+                struct wr_client_end end = {"client_disconnected", false, 0, NULL, -EPROTO};
+                relay_client_gone(r, &end);
+                relay_shutdown_leg(r, leg);
+            } else {
+                relay_upstream_lost(r, -EPROTO, 0);
+            }
+            return false;
+        }
+        tls->fill_business |= queue_consume(r->worker, leg, (size_t)ret);
+    }
+    return true;
+}
+
 void relay_flush(struct wr_relay *r, struct wr_leg *leg)
 {
     struct wr_worker *w = r->worker;
@@ -332,14 +390,30 @@ void relay_flush(struct wr_relay *r, struct wr_leg *leg)
     unsigned n = 0;
     size_t total = 0;
 
-    if (leg->send_armed || leg->out_head == NULL || !leg_writable(leg)) {
+    if (leg->send_armed || !leg_writable(leg)) {
         return;
     }
-    for (seg = leg->out_head; seg != NULL && n < WR_RELAY_IOV_MAX; seg = seg->next) {
-        leg->iov[n].iov_base = seg->ptr;
-        leg->iov[n].iov_len = seg->len;
-        total += seg->len;
-        n++;
+    if (leg->tls != NULL) {
+        if (!tls_encrypt_queue(r, leg) || leg->send_armed || !leg_writable(leg)) {
+            return;
+        }
+        total = wr_tls_take(leg->tls);
+        if (total == 0) {
+            return;
+        }
+        leg->iov[0].iov_base = leg->tls->sending + leg->tls->sent;
+        leg->iov[0].iov_len = total;
+        n = 1;
+    } else {
+        if (leg->out_head == NULL) {
+            return;
+        }
+        for (seg = leg->out_head; seg != NULL && n < WR_RELAY_IOV_MAX; seg = seg->next) {
+            leg->iov[n].iov_base = seg->ptr;
+            leg->iov[n].iov_len = seg->len;
+            total += seg->len;
+            n++;
+        }
     }
     memset(&leg->msg, 0, sizeof(leg->msg));
     leg->msg.msg_iov = leg->iov;
@@ -374,10 +448,10 @@ void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg)
         return;
     }
     sqe = wr_worker_sqe(w);
-    if (handshake && leg == &r->down) {
+    if (handshake && leg == &r->down && leg->tls == NULL) {
         io_uring_prep_recv(sqe, leg->fd, r->request + r->request_len,
                            WR_HTTP_MAX_HEAD_BYTES - r->request_len, 0);
-    } else if (handshake) {
+    } else if (handshake && leg->tls == NULL) {
         io_uring_prep_recv(sqe, leg->fd, r->response + r->response_len,
                            WR_HTTP_MAX_HEAD_BYTES - r->response_len, 0);
     } else {
@@ -546,6 +620,11 @@ void relay_maybe_finish(struct wr_relay *r)
     free(r->up.in.scan);
     free(r->request);
     free(r->response);
+    free(r->upgrade);
+    wr_tls_free(r->down.tls);
+    wr_tls_free(r->up.tls);
+    r->down.tls = r->up.tls = NULL;
+    r->request = r->response = r->upgrade = NULL;
     if (r->counted) {
         atomic_fetch_sub(&w->server->active, 1);
     }
@@ -855,7 +934,6 @@ static void on_send(struct wr_relay *r, struct wr_leg *leg, int res)
     struct wr_worker *w = r->worker;
     struct wr_leg *other = leg == &r->down ? &r->up : &r->down;
     bool business = false;
-    size_t left;
 
     leg->send_armed = false;
     if (leg->state == WR_LEG_SHUTDOWN || leg->state == WR_LEG_CLOSED) {
@@ -878,23 +956,11 @@ static void on_send(struct wr_relay *r, struct wr_leg *leg, int res)
         return;
     }
 
-    left = (size_t)res;
-    while (left > 0 && leg->out_head != NULL) {
-        struct wr_seg *seg = leg->out_head;
-        size_t n = left < seg->len ? left : seg->len;
-
-        business |= seg->business;
-        seg->ptr += n;
-        seg->len -= (uint32_t)n;
-        leg->out_bytes -= n;
-        left -= n;
-        if (seg->len == 0) {
-            leg->out_head = seg->next;
-            if (leg->out_head == NULL) {
-                leg->out_tail = NULL;
-            }
-            seg_free(w, seg);
-        }
+    if (leg->tls != NULL) {
+        business = leg->tls->sending_business;
+        wr_tls_sent(leg->tls, (size_t)res);
+    } else {
+        business = queue_consume(w, leg, (size_t)res);
     }
     if (res > 0) {
         leg->send_progress_ms = w->now_ms;
@@ -908,7 +974,7 @@ static void on_send(struct wr_relay *r, struct wr_leg *leg, int res)
             relay_retime(r);
         }
     }
-    if (leg->out_head == NULL) {
+    if (leg->out_head == NULL && (leg->tls == NULL || wr_tls_idle(leg->tls))) {
         leg->send_progress_ms = 0;
         if (leg->close_after_send) {
             if (leg == &r->down && (leg->peer_closed || leg->in.broken)) {
@@ -929,6 +995,158 @@ static void on_send(struct wr_relay *r, struct wr_leg *leg, int res)
     relay_flush(r, leg);
 }
 
+/* Ends a leg whose peer closed the connection (res 0) or failed it (res < 0). */
+static void leg_ended(struct wr_relay *r, struct wr_leg *leg, int res)
+{
+    if (leg == &r->down) {
+        struct wr_client_end end = {"client_disconnected", true, 0, NULL, res};
+        leg->peer_closed = true;
+        if (leg->state == WR_LEG_CLOSING) {
+            relay_shutdown_leg(r, leg);
+        } else {
+            relay_client_gone(r, &end);
+            relay_shutdown_leg(r, leg);
+        }
+    } else if (leg->state == WR_LEG_CLOSING) {
+        relay_shutdown_leg(r, leg);
+    } else {
+        relay_upstream_lost(r, res == 0 ? -EPIPE : res, 0);
+    }
+}
+
+static void wait_for_buffer(struct wr_relay *r, struct wr_leg *leg)
+{
+    struct wr_worker *w = r->worker;
+
+    if (!leg->waiting_buffer) {
+        leg->waiting_buffer = true;
+        if (!(r->down.waiting_buffer && r->up.waiting_buffer)) {
+            r->next_waiter = w->buf_waiters;
+            w->buf_waiters = r;
+        }
+    }
+}
+
+/* Pauses leg's receives while the other leg has too much unsent. */
+static void apply_backpressure(struct wr_relay *r, struct wr_leg *leg)
+{
+    bool from_client = leg == &r->down;
+    struct wr_leg *other = from_client ? &r->up : &r->down;
+
+    if (other->out_bytes > WR_RELAY_PAUSE_BYTES && leg_writable(other) &&
+        !(from_client ? r->upstream_gone : r->client_gone)) {
+        leg->recv_paused = true;
+        if (!from_client) {
+            relay_retime(r);
+        }
+    }
+}
+
+/*
+ * Decrypts the ciphertext lent to leg->tls and hands the plaintext on: to the
+ * TLS handshake, to the HTTP upgrade parsers, or to frame relaying. Returns
+ * false when the leg ended.
+ */
+static bool tls_drain(struct wr_relay *r, struct wr_leg *leg)
+{
+    struct wr_worker *w = r->worker;
+    struct wr_tls *tls = leg->tls;
+    bool from_client = leg == &r->down;
+    bool relaying = true;
+    int n;
+
+    for (;;) {
+        if (leg->state == WR_LEG_SHUTDOWN || leg->state == WR_LEG_CLOSED) {
+            return false;
+        }
+        if (!tls->handshake_done) {
+            n = handshake_tls_step(r, leg);
+            if (n == WR_AGAIN) {
+                return true;
+            }
+            if (n < 0) {
+                return false;
+            }
+            continue;
+        }
+        if (leg->state == WR_LEG_HANDSHAKE) {
+            n = handshake_tls_plaintext(r, leg);
+            if (n > 0) {
+                /* A rejected upgrade leaves the leg closing: nothing more is read. */
+                if (leg->state != WR_LEG_HANDSHAKE && leg->state != WR_LEG_OPEN) {
+                    return false;
+                }
+                continue;
+            }
+        } else {
+            n = wr_tls_read(tls, w->plain, WR_RING_BUF_SIZE);
+            if (n > 0) {
+                /* After a Close or an error the rest is read and dropped, as on a plain leg. */
+                if (relaying && frames_process(r, from_client ? WR_FROM_CLIENT : WR_FROM_UPSTREAM,
+                                               w->plain, (size_t)n, -1) != 0) {
+                    relaying = false;
+                }
+                continue;
+            }
+        }
+        if (n == WR_AGAIN) {
+            return true;
+        }
+        if (leg->state == WR_LEG_HANDSHAKE) {
+            handshake_tls_failed(r, leg, n);
+        } else {
+            leg_ended(r, leg, n == WR_TLS_CLOSED ? 0 : -EPROTO);
+        }
+        return false;
+    }
+}
+
+static void on_tls_recv(struct wr_relay *r, struct wr_leg *leg, int res, int bid)
+{
+    struct wr_worker *w = r->worker;
+    struct wr_leg *other = leg == &r->down ? &r->up : &r->down;
+    bool handshake = leg->state == WR_LEG_HANDSHAKE;
+
+    if (res == -ENOBUFS) {
+        wait_for_buffer(r, leg);
+        return;
+    }
+    if (res <= 0 && handshake) {
+        /* Timeouts, errors and EOF during the handshake are handled as on a plain leg. */
+        if (leg == &r->down) {
+            handshake_on_request(r, res);
+        } else {
+            handshake_on_upstream_recv(r, res);
+        }
+        return;
+    }
+    if (res == -ECANCELED || res == -EINTR || res == -EAGAIN) {
+        check_timers(r);
+        relay_arm_recv(r, leg);
+        return;
+    }
+    if (res <= 0) {
+        leg_ended(r, leg, res);
+        return;
+    }
+
+    wr_tls_feed(leg->tls, wr_worker_buf(w, (uint16_t)bid), (size_t)res);
+    if (!tls_drain(r, leg)) {
+        wr_tls_feed(leg->tls, NULL, 0);
+        return;
+    }
+    wr_tls_feed(leg->tls, NULL, 0);
+    if (leg->state != WR_LEG_HANDSHAKE && other->state != WR_LEG_HANDSHAKE) {
+        apply_backpressure(r, leg);
+        relay_flush(r, other);
+    }
+    relay_flush(r, leg);
+    /* While the upstream is dialled, the client's next bytes wait for the 101, as on TCP. */
+    if (!(handshake && leg == &r->down && r->request_head_len != 0)) {
+        relay_arm_recv(r, leg);
+    }
+}
+
 static void on_recv(struct wr_relay *r, struct wr_leg *leg, int res, unsigned flags)
 {
     struct wr_worker *w = r->worker;
@@ -942,6 +1160,10 @@ static void on_recv(struct wr_relay *r, struct wr_leg *leg, int res, unsigned fl
         w->buf_refs[bid] = 1; /* the receive's own reference, dropped after processing */
     }
     if (leg->state == WR_LEG_SHUTDOWN || leg->state == WR_LEG_CLOSED) {
+        goto out;
+    }
+    if (leg->tls != NULL && (bid >= 0 || res <= 0)) {
+        on_tls_recv(r, leg, res, bid);
         goto out;
     }
     if (leg->state == WR_LEG_HANDSHAKE) {
@@ -958,46 +1180,19 @@ static void on_recv(struct wr_relay *r, struct wr_leg *leg, int res, unsigned fl
         goto out;
     }
     if (res == -ENOBUFS) {
-        if (!leg->waiting_buffer) {
-            leg->waiting_buffer = true;
-            if (!(r->down.waiting_buffer && r->up.waiting_buffer)) {
-                r->next_waiter = w->buf_waiters;
-                w->buf_waiters = r;
-            }
-        }
+        wait_for_buffer(r, leg);
         goto out;
     }
     if (res <= 0) {
-        if (from_client) {
-            struct wr_client_end end = {"client_disconnected", true, 0, NULL, res};
-            leg->peer_closed = true;
-            if (leg->state == WR_LEG_CLOSING) {
-                relay_shutdown_leg(r, leg);
-            } else {
-                relay_client_gone(r, &end);
-                relay_shutdown_leg(r, leg);
-            }
-        } else if (leg->state == WR_LEG_CLOSING) {
-            relay_shutdown_leg(r, leg);
-        } else {
-            relay_upstream_lost(r, res == 0 ? -EPIPE : res, 0);
-        }
+        leg_ended(r, leg, res);
         goto out;
     }
 
     ret = frames_process(r, from_client ? WR_FROM_CLIENT : WR_FROM_UPSTREAM,
                          bid >= 0 ? wr_worker_buf(w, (uint16_t)bid) : NULL, (size_t)res, bid);
     if (ret == 0) {
-        struct wr_leg *other = from_client ? &r->up : &r->down;
-
-        if (other->out_bytes > WR_RELAY_PAUSE_BYTES && leg_writable(other) &&
-            !(from_client ? r->upstream_gone : r->client_gone)) {
-            leg->recv_paused = true;
-            if (!from_client) {
-                relay_retime(r);
-            }
-        }
-        relay_flush(r, other);
+        apply_backpressure(r, leg);
+        relay_flush(r, from_client ? &r->up : &r->down);
     }
     /* A closing leg keeps reading: for the peer's Close, or for EOF, until its deadline. */
     relay_arm_recv(r, leg);
@@ -1085,6 +1280,12 @@ void wr_relay_accept(struct wr_worker *w, int fd)
     r->request = malloc(WR_HTTP_MAX_HEAD_BYTES);
     if (r->request == NULL) {
         abort();
+    }
+    if (w->tls.server != NULL) {
+        r->down.tls = wr_tls_new_server(&w->tls);
+        if (r->down.tls == NULL) {
+            abort();
+        }
     }
     r->handshake_deadline = w->now_ms + conf->handshake_timeout_ms;
     w->live_relays++;

@@ -13,6 +13,7 @@
 #include "ring/ud.h"
 
 struct wr_worker;
+struct wr_tls;
 
 #define WR_RELAY_IOV_MAX 8
 #define WR_RELAY_PAUSE_BYTES (256 * 1024)  /* stop reading a leg while its peer has this much unsent */
@@ -86,6 +87,15 @@ struct wr_leg {
     struct __kernel_timespec recv_ts;
     struct __kernel_timespec send_ts;
     struct wr_ws_in in;
+    struct wr_tls *tls;       /* NULL for a plain TCP leg */
+};
+
+/* Steps of the upstream dial after the TCP connect. */
+enum wr_up_phase {
+    WR_UP_CONNECT = 0,  /* TCP connect to the upstream or the proxy */
+    WR_UP_PROXY,        /* CONNECT sent, reading the proxy's reply */
+    WR_UP_TLS,          /* TLS handshake */
+    WR_UP_UPGRADE,      /* WebSocket upgrade request sent, reading the reply */
 };
 
 /* A turn: a response.create relayed upstream, until its terminal event. */
@@ -128,6 +138,9 @@ struct wr_relay {
     size_t response_len;
     char ws_key[32];
     char upstream_accept[32];
+    char *upgrade;            /* upstream upgrade request, kept until the tunnel and TLS are up */
+    size_t upgrade_len;
+    uint8_t up_phase;         /* enum wr_up_phase */
 
     /* Deadlines, CLOCK_MONOTONIC milliseconds; 0 = none. */
     uint64_t handshake_deadline;

@@ -55,6 +55,10 @@ void handshake_reply_error(struct wr_relay *r, int status, const char *extra_hea
 void handshake_on_connect(struct wr_relay *r, int res);
 void handshake_on_upstream_recv(struct wr_relay *r, int res);
 void handshake_dial_failed(struct wr_relay *r, int status, int err, const char *why);
+/* TLS legs: one handshake step, one read of upgrade plaintext, and a failed handshake. */
+int handshake_tls_step(struct wr_relay *r, struct wr_leg *leg);
+int handshake_tls_plaintext(struct wr_relay *r, struct wr_leg *leg);
+void handshake_tls_failed(struct wr_relay *r, struct wr_leg *leg, int code);
 
 /* frames.c */
 int frames_process(struct wr_relay *r, enum wr_side from, uint8_t *data, size_t len, int bid);

@@ -13,13 +13,18 @@
 
 struct wr_worker;
 
+/* Resolved addresses of the upstream, or of the proxy when one is set. */
+struct wr_addr_list {
+    unsigned count;                  /* 0: not resolved, every dial answers 502 */
+    socklen_t lens[WR_MAX_UPSTREAM_ADDRS];
+    struct sockaddr_storage addrs[WR_MAX_UPSTREAM_ADDRS];
+};
+
 /* Everything here is written before the workers start, except the atomics. */
 struct wr_server {
     const struct wr_conf *conf;
     char instance[17];               /* random hex id of this process run */
-    struct sockaddr_storage upstream_addrs[WR_MAX_UPSTREAM_ADDRS];
-    socklen_t upstream_addr_lens[WR_MAX_UPSTREAM_ADDRS];
-    unsigned num_upstream_addrs;     /* 0: not resolved, every dial answers 502 */
+    struct wr_addr_list first_addrs; /* resolved before the workers start */
     const char *upstream_key;        /* NULL: no Authorization header upstream */
     char upstream_host_header[300];  /* Host value: host, or host:port when not default */
     atomic_uint active;              /* downstream connections past authentication */

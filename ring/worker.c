@@ -261,6 +261,18 @@ int wr_worker_init(struct wr_worker *w, struct wr_server *server, unsigned id, c
     }
     w->rand_pos = sizeof(w->rand_pool);
 
+    ret = wr_tls_ctx_init(&w->tls, conf, err, err_len);
+    if (ret < 0) {
+        return ret;
+    }
+    w->plain = malloc(WR_RING_BUF_SIZE);
+    if (w->plain == NULL) {
+        snprintf(err, err_len, "out of memory for the TLS buffer");
+        return WR_ENOMEM;
+    }
+    w->addrs = server->first_addrs;
+    atomic_init(&w->addr_inbox, NULL);
+
     w->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (w->wake_fd < 0) {
         snprintf(err, err_len, "eventfd: %s", strerror(errno));
@@ -300,6 +312,9 @@ void wr_worker_free(struct wr_worker *w)
         w->free_segs = next;
     }
     wc_FreeRng(&w->rng);
+    wr_tls_ctx_free(&w->tls);
+    free(w->plain);
+    free(atomic_exchange(&w->addr_inbox, NULL));
     wr_log_sink_free(&w->log);
     wr_ledger_free(&w->ledger);
 }
@@ -327,6 +342,23 @@ void wr_worker_wake(struct wr_worker *w)
 
     if (write(w->wake_fd, &one, sizeof(one)) < 0) {
         /* The eventfd counter cannot overflow from one write per signal. */
+    }
+}
+
+void wr_worker_post_addrs(struct wr_worker *w, struct wr_addr_list *list)
+{
+    /* Whoever exchanges a list out of the inbox owns it, so no list is freed twice. */
+    free(atomic_exchange(&w->addr_inbox, list));
+    wr_worker_wake(w);
+}
+
+static void take_addrs(struct wr_worker *w)
+{
+    struct wr_addr_list *list = atomic_exchange(&w->addr_inbox, NULL);
+
+    if (list != NULL) {
+        w->addrs = *list;
+        free(list);
     }
 }
 
@@ -445,6 +477,7 @@ static void dispatch(struct wr_worker *w, struct io_uring_cqe *cqe)
         on_accept(w, cqe->res, cqe->flags);
         return;
     case WR_OP_WAKE:
+        take_addrs(w);
         if (atomic_load(&w->server->shutting_down)) {
             begin_shutdown(w);
         } else {
@@ -552,6 +585,17 @@ static void *worker_main(void *arg)
         }
         io_uring_cq_advance(&w->ring, count);
         rearm_buffer_waiters(w);
+    }
+
+    if ((w->tls.client != NULL || w->tls.server != NULL) && wr_log_enabled(WR_LOG_INFO)) {
+        struct wr_log_line line;
+
+        wr_log_begin(&line, WR_LOG_INFO, "tls_handshakes");
+        wr_log_int(&line, "worker", w->id);
+        wr_log_int(&line, "upstream_full", (long long)w->tls.full_handshakes);
+        wr_log_int(&line, "upstream_resumed", (long long)w->tls.resumed_handshakes);
+        wr_log_int(&line, "downstream", (long long)w->tls.downstream_handshakes);
+        wr_log_end(&line);
     }
 
     /* Write the last lines synchronously: the ring is about to go away. */

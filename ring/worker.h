@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/server.h"
 #include "core/usage.h"
+#include "tls/tls.h"
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/random.h>
@@ -58,6 +59,11 @@ struct wr_worker {
     bool stopping;        /* shutdown began: no new connections */
     uint64_t stop_deadline_ms;
     struct wr_ledger ledger;
+
+    struct wr_tls_ctx tls;
+    uint8_t *plain;       /* decrypted bytes of one TLS record batch, WR_RING_BUF_SIZE long */
+    struct wr_addr_list addrs;                 /* the worker's copy, read only by this thread */
+    _Atomic(struct wr_addr_list *) addr_inbox; /* a newer list from the resolver, or NULL */
 };
 
 /* Creates the ring, buffers, listener and slots of worker id. Returns 0 or a negative code. */
@@ -68,8 +74,14 @@ void wr_worker_free(struct wr_worker *w);
 /* Runs the worker loop in a new thread. */
 int wr_worker_start(struct wr_worker *w);
 
-/* Asks the worker to shut down (any thread). */
+/* Wakes the worker to check for shutdown and for new upstream addresses (any thread). */
 void wr_worker_wake(struct wr_worker *w);
+
+/*
+ * Hands list to the worker, which takes ownership, and wakes it (any thread).
+ * A list the worker has not taken yet is replaced and freed.
+ */
+void wr_worker_post_addrs(struct wr_worker *w, struct wr_addr_list *list);
 
 /* Returns an SQE, submitting the queue first if it is full; never NULL on a live ring. */
 struct io_uring_sqe *wr_worker_sqe(struct wr_worker *w);
