@@ -72,6 +72,24 @@ size_t wr_usage_json_string(char *out, size_t cap, const char *s)
     return len;
 }
 
+/* Writes the names of the fields set in mask, comma-separated, into out. */
+static const char *malformed_names(unsigned mask, char *out, size_t cap)
+{
+    static const char *const names[WR_SCAN_FIELD_COUNT] = {
+        "type", "response.id", "response.status", "response.model", "input_tokens",
+        "cached_tokens", "output_tokens", "reasoning_tokens", "total_tokens",
+    };
+    size_t len = 0;
+
+    out[0] = '\0';
+    for (int field = 0; field < WR_SCAN_FIELD_COUNT; field++) {
+        if ((mask & WR_SCAN_BIT(field)) && len < cap) {
+            len += (size_t)snprintf(out + len, cap - len, "%s%s", len ? "," : "", names[field]);
+        }
+    }
+    return out;
+}
+
 void wr_usage_record(struct wr_relay *r, const struct wr_turn *turn, const char *status,
                      const char *reason, const struct wr_scan *scan)
 {
@@ -98,11 +116,12 @@ void wr_usage_record(struct wr_relay *r, const struct wr_turn *turn, const char 
         }
         if (scan->malformed != 0) {
             struct wr_log_line warn;
+            char names[160];
 
             wr_log_begin(&warn, WR_LOG_WARN, "usage_malformed");
             wr_log_str(&warn, "conn", r->id);
             wr_log_str(&warn, "response_id", response_id[0] ? response_id : "unknown");
-            wr_log_int(&warn, "fields", scan->malformed);
+            wr_log_str(&warn, "fields", malformed_names(scan->malformed, names, sizeof(names)));
             wr_log_end(&warn);
         }
     }

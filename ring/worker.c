@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -429,6 +430,10 @@ static void begin_shutdown(struct wr_worker *w)
     }
     w->stopping = true;
     w->stop_deadline_ms = w->now_ms + w->server->conf->upstream_drain_timeout_ms;
+    /* Stop accepting now: the ring holds the listener until its teardown, after exit. */
+    if (w->listen_fd >= 0) {
+        shutdown(w->listen_fd, SHUT_RDWR);
+    }
     if (w->accept_armed) {
         sqe = wr_worker_sqe(w);
         io_uring_prep_cancel64(sqe, wr_ring_ud_pack(WR_OP_ACCEPT, 0, 0), 0);
@@ -448,6 +453,8 @@ static void on_accept(struct wr_worker *w, int res, unsigned flags)
     }
     if (res >= 0) {
         wr_relay_accept(w, res);
+    } else if (w->stopping) {
+        return; /* the listener was shut down */
     } else if (res != -ECANCELED && res != -EAGAIN && res != -EINTR) {
         /* -ENFILE: the direct descriptor table is full; re-armed below. */
         struct wr_log_line line;
