@@ -27,7 +27,25 @@ static inline const struct wr_conf *relay_conf(const struct wr_relay *r)
     return r->worker->server->conf;
 }
 
-/* relay.c */
+/* timers.c */
+uint64_t relay_earliest(uint64_t a, uint64_t b);
+uint64_t relay_latest(uint64_t a, uint64_t b);
+uint64_t relay_recv_deadline(const struct wr_relay *r, const struct wr_leg *leg);
+uint64_t relay_send_deadline(const struct wr_relay *r, const struct wr_leg *leg);
+void relay_link_timer(struct wr_relay *r, struct io_uring_sqe *sqe, struct __kernel_timespec *ts,
+                      uint64_t deadline);
+void relay_check_timers(struct wr_relay *r);
+void relay_on_link_timeout(struct wr_relay *r, int res);
+
+/* legs.c */
+bool relay_leg_writable(const struct wr_leg *leg);
+void relay_queue_free_all(struct wr_worker *w, struct wr_leg *leg);
+bool relay_queue_consume(struct wr_worker *w, struct wr_leg *leg, size_t n);
+
+/* ending.c */
+void relay_down_close_soon(struct wr_relay *r);
+
+/* relay.c, legs.c, ending.c, timers.c */
 void relay_trace(struct wr_relay *r, enum wr_log_level level, const char *stage,
                  const char *direction, int graceful, unsigned code, int err);
 void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg);
