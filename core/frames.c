@@ -60,6 +60,41 @@ static int message_too_big(struct wr_relay *r, enum wr_side from)
     return 1;
 }
 
+/* What an upstream event means for turn tracking, kept in the scanner's tag. */
+enum event_kind {
+    EVENT_OTHER = 0,
+    EVENT_CREATED,  /* response.created or response.in_progress: carries the response id */
+    EVENT_DELTA,    /* any *.delta: the turn's first token */
+    EVENT_TERMINAL, /* settles the oldest open turn */
+    EVENT_FAILED,   /* response.failed, terminal unless an error event already settled it */
+    EVENT_ERROR,    /* error, terminal */
+};
+
+/*
+ * Classifies an upstream event as soon as its type is read and narrows the
+ * scan to what that kind needs, so a delta costs a few bytes of scanning.
+ */
+static void classify_upstream_event(struct wr_scan *scan)
+{
+    const char *type = scan->type;
+    size_t len = strlen(type);
+
+    if (len > 6 && memcmp(type + len - 6, ".delta", 6) == 0) {
+        scan->tag = EVENT_DELTA;
+        scan->want = 0;
+    } else if (wr_scan_is_terminal(type)) {
+        scan->tag = strcmp(type, "error") == 0             ? EVENT_ERROR
+                    : strcmp(type, "response.failed") == 0 ? EVENT_FAILED
+                                                           : EVENT_TERMINAL;
+    } else if (strcmp(type, "response.created") == 0 || strcmp(type, "response.in_progress") == 0) {
+        scan->tag = EVENT_CREATED;
+        scan->want &= WR_SCAN_BIT(WR_SCAN_RESPONSE_ID) | WR_SCAN_BIT(WR_SCAN_RESPONSE_MODEL);
+    } else {
+        scan->tag = EVENT_OTHER;
+        scan->want = 0;
+    }
+}
+
 static void scan_start(struct wr_relay *r, struct wr_ws_in *in, enum wr_side from)
 {
     if (in->scan == NULL) {
@@ -69,20 +104,8 @@ static void scan_start(struct wr_relay *r, struct wr_ws_in *in, enum wr_side fro
         }
     }
     wr_scan_init(in->scan, from == WR_FROM_CLIENT ? WR_SCAN_BIT(WR_SCAN_TYPE) : WR_SCAN_ALL);
-}
-
-/* Narrows what the upstream scanner still looks for once the event type is known. */
-static void scan_narrow(struct wr_scan *scan)
-{
-    if (!(scan->found & WR_SCAN_BIT(WR_SCAN_TYPE)) || scan->want == 0 ||
-        wr_scan_is_terminal(scan->type)) {
-        return;
-    }
-    if (strcmp(scan->type, "response.created") == 0 ||
-        strcmp(scan->type, "response.in_progress") == 0) {
-        scan->want &= WR_SCAN_BIT(WR_SCAN_RESPONSE_ID) | WR_SCAN_BIT(WR_SCAN_RESPONSE_MODEL);
-    } else {
-        scan->want = 0;
+    if (from == WR_FROM_UPSTREAM) {
+        in->scan->on_type = classify_upstream_event;
     }
 }
 
@@ -175,7 +198,6 @@ static void frame_payload(struct wr_relay *r, enum wr_side from, uint8_t *data, 
         }
     } else if (scanning) {
         wr_scan_feed(scan, data, len);
-        scan_narrow(scan);
     }
     if (in->forwarding) {
         relay_queue_slice(r, target_leg(r, from), data, len, bid);
@@ -380,23 +402,13 @@ static struct wr_turn *turn_pop(struct wr_relay *r)
     return t;
 }
 
-static bool ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-
-    return n >= m && memcmp(s + n - m, suffix, m) == 0;
-}
-
 void turns_on_upstream_message(struct wr_relay *r, struct wr_scan *scan)
 {
     struct wr_turn *t = r->turns;
-    const char *type = scan->type;
     bool has_id = (scan->found & WR_SCAN_BIT(WR_SCAN_RESPONSE_ID)) != 0;
 
-    if (!(scan->found & WR_SCAN_BIT(WR_SCAN_TYPE))) {
-        return;
-    }
-    if (!wr_scan_is_terminal(type)) {
+    switch (scan->tag) {
+    case EVENT_CREATED:
         if (t != NULL && has_id && t->response_id[0] == '\0') {
             memcpy(t->response_id, scan->response_id, sizeof(t->response_id));
         }
@@ -404,28 +416,39 @@ void turns_on_upstream_message(struct wr_relay *r, struct wr_scan *scan)
             t->model[0] == '\0') {
             memcpy(t->model, scan->model, sizeof(t->model));
         }
-        if (t != NULL && t->first_token_ms < 0 && ends_with(type, ".delta")) {
+        return;
+    case EVENT_DELTA:
+        if (t != NULL && t->first_token_ms < 0) {
             t->first_token_ms = (int64_t)(r->worker->now_ms - t->start_ms);
         }
         return;
-    }
-
-    if (strcmp(type, "response.failed") == 0 && r->absorb_pending &&
-        (r->absorb_id[0] == '\0' || (has_id && strcmp(scan->response_id, r->absorb_id) == 0))) {
-        r->absorb_pending = false;
+    case EVENT_FAILED:
+        if (r->absorb_pending &&
+            (r->absorb_id[0] == '\0' || (has_id && strcmp(scan->response_id, r->absorb_id) == 0))) {
+            r->absorb_pending = false;
+            return;
+        }
+        break;
+    case EVENT_TERMINAL:
+    case EVENT_ERROR:
+        break;
+    default:
         return;
     }
+
     if (t == NULL) {
         return; /* a terminal event with no open turn opens nothing to record */
     }
     t = turn_pop(r);
-    if (strcmp(type, "error") == 0) {
+    if (scan->tag == EVENT_ERROR) {
         r->absorb_pending = true;
         memcpy(r->absorb_id, t->response_id, sizeof(r->absorb_id));
         wr_usage_record(r, t, "error", NULL, scan);
     } else {
-        const char *status = (scan->found & WR_SCAN_BIT(WR_SCAN_RESPONSE_STATUS)) ? scan->status
-                                                                                   : type + 9;
+        /* Without response.status, the status is the type's suffix: "response.completed". */
+        const char *status = (scan->found & WR_SCAN_BIT(WR_SCAN_RESPONSE_STATUS))
+                                 ? scan->status
+                                 : scan->type + strlen("response.");
         wr_usage_record(r, t, status, NULL, scan);
     }
     free(t);

@@ -154,9 +154,7 @@ static void apply_backpressure(struct wr_relay *r, struct wr_leg *leg)
     if (other->out_bytes > WR_RELAY_PAUSE_BYTES && relay_leg_writable(other) &&
         !(from_client ? r->upstream_gone : r->client_gone)) {
         leg->recv_paused = true;
-        if (!from_client) {
-            relay_retime(r);
-        }
+        relay_retime(r); /* a paused downstream receive hands its timers to the sends */
     }
 }
 

@@ -76,30 +76,59 @@ static uint64_t keepalive_deadline(const struct wr_relay *r)
     return relay_earliest(relay_earliest(ping_due(r), pong_deadline(r)), event_keepalive_due(r));
 }
 
+/*
+ * The downstream receive carries the keepalive deadlines while the client is
+ * connected: it is pending for the whole of a streaming turn (clients rarely
+ * send), so its timer is armed once per Ping interval instead of once per
+ * upstream receive. Business writes move the Ping later, which the fired
+ * timer finds and re-arms for. The upstream receive carries the drain.
+ */
 uint64_t relay_recv_deadline(const struct wr_relay *r, const struct wr_leg *leg)
 {
     if (leg == &r->down) {
         switch (leg->state) {
-        case WR_LEG_HANDSHAKE: return r->handshake_deadline;
-        case WR_LEG_OPEN: return r->got_client_message ? 0 : r->first_message_deadline;
-        case WR_LEG_CLOSING: return r->close_deadline;
-        default: return 0;
+        case WR_LEG_HANDSHAKE:
+            return r->handshake_deadline;
+        case WR_LEG_OPEN:
+            return relay_earliest(r->got_client_message ? 0 : r->first_message_deadline,
+                                  keepalive_deadline(r));
+        case WR_LEG_CLOSING:
+            return r->close_deadline;
+        default:
+            return 0;
         }
     }
     if (leg->state == WR_LEG_HANDSHAKE) {
         return r->dial_deadline;
     }
-    return relay_earliest(keepalive_deadline(r), r->drain_deadline);
+    return r->drain_deadline;
+}
+
+/*
+ * Returns true when keepalive detects a stalled downstream write before the
+ * write timeout would: a stuck send stops business writes, so a Ping is
+ * queued behind it and its Pong never comes. Sends then need no timer.
+ */
+static bool keepalive_covers_stall(const struct wr_relay *r)
+{
+    const struct wr_conf *conf = relay_conf(r);
+
+    return conf->ping_interval_ms != 0 && r->wrote_downstream && !r->timers_unsupported &&
+           (uint64_t)conf->ping_interval_ms + conf->ping_timeout_ms <= conf->write_timeout_ms;
 }
 
 uint64_t relay_send_deadline(const struct wr_relay *r, const struct wr_leg *leg)
 {
-    uint64_t deadline = leg->send_progress_ms + relay_conf(r)->write_timeout_ms;
+    uint64_t deadline = 0;
 
     if (leg == &r->up && leg->state == WR_LEG_HANDSHAKE) {
         return r->dial_deadline;
     }
-    if (leg == &r->down && !r->up.recv_armed) {
+    if (leg == &r->up || !keepalive_covers_stall(r) || leg->state != WR_LEG_OPEN) {
+        deadline = leg->send_progress_ms + relay_conf(r)->write_timeout_ms;
+    }
+    if (!r->down.recv_armed && !r->down.recv_cancel_pending) {
+        /* The downstream receive is paused by backpressure: a send carries keepalive. */
         deadline = relay_earliest(deadline, keepalive_deadline(r));
     }
     if (leg == &r->down && leg->state == WR_LEG_CLOSING) {
@@ -183,6 +212,7 @@ void relay_retime(struct wr_relay *r)
     retime_leg(r, &r->down);
     retime_leg(r, &r->up);
     retime_send(r, &r->down);
+    retime_send(r, &r->up);
 }
 
 /* ---- timers ---- */
@@ -194,6 +224,7 @@ static void send_ping(struct wr_relay *r)
     r->ping_outstanding = true;
     r->last_ping_ms = r->worker->now_ms;
     relay_queue_control(r, &r->down, WR_WS_OP_PING, r->ping_payload, sizeof(r->ping_payload));
+    relay_retime(r); /* the Pong deadline is earlier than what the receive carries */
 }
 
 static void send_event_keepalive(struct wr_relay *r)

@@ -157,6 +157,9 @@ static void mark_found(struct wr_scan *s, int field)
 {
     s->found |= WR_SCAN_BIT(field);
     s->want &= ~WR_SCAN_BIT(field);
+    if (field == WR_SCAN_TYPE && s->on_type != NULL) {
+        s->on_type(s);
+    }
 }
 
 static void mark_malformed(struct wr_scan *s, int field)
@@ -329,6 +332,29 @@ static int decode_string(struct wr_scan *s, const uint8_t **pos, const uint8_t *
     int rc = 0;
 
     while (p < end && (s->_flags & FLAG_FULL) == 0) {
+        if (s->_escape == 0) {
+            /* Copy the run of plain bytes up to the next quote or backslash at once. */
+            const uint8_t *run = p;
+            size_t limit = s->_target == TARGET_KEY ? SCAN_KEY_MAX : WR_SCAN_MAX_STRING;
+            size_t n, room;
+
+            while (p < end && *p != '"' && *p != '\\') {
+                p++;
+            }
+            n = (size_t)(p - run);
+            if (n > 0) {
+                flush_high(s);
+                room = limit - s->_len;
+                text_put(s, run, n < room ? n : room);
+                if (n > room) {
+                    s->_flags |= FLAG_FULL;
+                    break;
+                }
+            }
+            if (p == end) {
+                break;
+            }
+        }
         c = *p++;
         if (s->_escape != 0) {
             rc = escape_byte(s, c);

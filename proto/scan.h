@@ -49,6 +49,14 @@ struct wr_scan {
     uint64_t tokens[5]; /* indexed by field - WR_SCAN_INPUT_TOKENS */
     int error;          /* 0, or WR_ESCAN_SYNTAX once the input was not JSON */
 
+    /*
+     * Called as soon as "type" is captured, in the middle of a feed, so the
+     * caller can narrow want before the rest of the message is scanned. It may
+     * record its verdict in tag. Set both after wr_scan_init; NULL for none.
+     */
+    void (*on_type)(struct wr_scan *s);
+    int tag;
+
     /* Private parser state, saved between feeds. */
     uint8_t _state;     /* parser state */
     uint8_t _flags;     /* flags of the string or number being read */
