@@ -6,13 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
-import {
-    CODEX_JS,
-    canIsolateNetwork,
-    collectProcess,
-    ensureCodex,
-    isolatedNodeCommand,
-} from './lib/more.mjs';
+import { CODEX_JS, runCodexRunner, skipWithoutCodex } from './lib/codex.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const RUNNER = path.join(HERE, 'lib', 'codex-keepalive-run.mjs');
@@ -23,25 +17,10 @@ const TURN_OUTPUT_TOKENS = 2;
 // Runs the runner with the given event keepalive. Returns null after skipping the test.
 async function runCodex(t, eventKeepaliveSeconds)
 {
-    const skipReason = await ensureCodex();
-    if (skipReason) {
-        console.log(`skipping the Codex keepalive test: ${skipReason}`);
-        t.skip(skipReason);
+    if (await skipWithoutCodex(t, 'the Codex keepalive test')) {
         return null;
     }
-    const isolated = await canIsolateNetwork();
-    if (!isolated) {
-        console.log('no network namespace available: Codex runs with a proxy on a closed loopback port instead');
-    }
-    const [command, args] = isolatedNodeCommand(isolated, RUNNER, [CODEX_JS, String(eventKeepaliveSeconds)]);
-    const outcome = await collectProcess(command, args, { env: process.env }, 150000);
-
-    const lastLine = outcome.stdout.trim().split('\n').pop() ?? '';
-    let result;
-    assert.doesNotThrow(() => {
-        result = JSON.parse(lastLine);
-    }, `the runner printed no result; exit ${outcome.code}, stderr:\n${outcome.stderr}`);
-    assert.equal(result.error, undefined, result.error);
+    const result = await runCodexRunner(RUNNER, [CODEX_JS, String(eventKeepaliveSeconds)], 150000);
     result.report = [
         `codex exit ${result.codex.code} after ${result.codexMs} ms`,
         `codex stdout:\n${result.codex.stdout}`,

@@ -8,9 +8,8 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
+import { codexConfig, prepareCodexExec } from './codex.mjs';
 import {
-    CLIENT_KEY,
-    LOOPBACK,
     makeTempDir,
     sleep,
     startRelay,
@@ -27,28 +26,12 @@ const CODEX_TIMEOUT_MS = 60000;
 // Usage of the generating turn, which distinguishes its record from a prewarm's.
 const TURN_USAGE = { input_tokens: 10, output_tokens: 2, total_tokens: 12 };
 
-function codexConfig(relayPort)
-{
-    return [
-        `model = "${MODEL}"`,
-        'model_provider = "wsrelay"',
-        'check_for_update_on_startup = false',
-        '',
-        '[analytics]',
-        'enabled = false',
-        '',
-        '[model_providers.wsrelay]',
-        'name = "wsrelay"',
-        `base_url = "http://${LOOPBACK}:${relayPort}/v1"`,
-        'wire_api = "responses"',
-        'env_key = "WSRELAY_KEY"',
-        'supports_websockets = true',
-        `stream_idle_timeout_ms = ${CODEX_IDLE_TIMEOUT_MS}`,
-        'stream_max_retries = 0',
-        'request_max_retries = 0',
-        '',
-    ].join('\n');
-}
+// Codex gives up on a stream after CODEX_IDLE_TIMEOUT_MS without a message, and does not retry.
+const CODEX_PROVIDER_LINES = [
+    `stream_idle_timeout_ms = ${CODEX_IDLE_TIMEOUT_MS}`,
+    'stream_max_retries = 0',
+    'request_max_retries = 0',
+];
 
 // Responds to each response.create: to a prewarm (generate false) at once, to a real turn
 // with one delta, then SILENCE_MS of silence, then the rest of the message and response.completed.
@@ -122,28 +105,9 @@ async function main()
         });
         relay = await startRelay({ configPath, port });
 
-        const codexHome = path.join(dir, 'codex-home');
-        const workDir = path.join(dir, 'work');
-        await fsp.mkdir(codexHome);
-        await fsp.mkdir(workDir);
-        await fsp.writeFile(path.join(codexHome, 'config.toml'), codexConfig(port));
-
-        // No OpenAI credentials, and a proxy on a closed loopback port for any HTTP request
-        // that is not to loopback.
-        const env = {
-            PATH: process.env.PATH,
-            HOME: dir,
-            CODEX_HOME: codexHome,
-            WSRELAY_KEY: CLIENT_KEY,
-            HTTP_PROXY: `http://${LOOPBACK}:9`,
-            HTTPS_PROXY: `http://${LOOPBACK}:9`,
-            ALL_PROXY: `http://${LOOPBACK}:9`,
-            NO_PROXY: `${LOOPBACK},localhost`,
-            NO_COLOR: '1',
-        };
+        const exec = await prepareCodexExec(dir, codexJs, codexConfig(port, MODEL, CODEX_PROVIDER_LINES));
         const startedAt = Date.now();
-        result.codex = await collectProcess(process.execPath, [codexJs, 'exec', '--skip-git-repo-check', 'say hi'],
-            { cwd: workDir, env }, CODEX_TIMEOUT_MS);
+        result.codex = await collectProcess(process.execPath, exec.args, exec.options, CODEX_TIMEOUT_MS);
         result.codexMs = Date.now() - startedAt;
 
         // Whether or not Codex stayed, the relay records the turn once the upstream completes it.

@@ -4,90 +4,30 @@
 //
 // Usage: node codex-run.mjs CODEX_JS MOCK_UPSTREAM_BIN
 
-import { spawn } from 'node:child_process';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
-import path from 'node:path';
 
+import { codexConfig, prepareCodexExec } from './codex.mjs';
 import {
-    CLIENT_KEY,
     LOOPBACK,
     freePort,
     makeTempDir,
     relayEnv,
-    sleep,
     startRelay,
     withTimeout,
     writeRelayConfig,
 } from './harness.mjs';
+import { spawnProcess, waitForListener } from './more.mjs';
 
 const CODEX_TIMEOUT_MS = 120000;
 const MODEL = 'mock:deltas=3';
 
-function codexConfig(relayPort)
-{
-    return [
-        `model = "${MODEL}"`,
-        'model_provider = "wsrelay"',
-        'check_for_update_on_startup = false',
-        '',
-        '[analytics]',
-        'enabled = false',
-        '',
-        '[model_providers.wsrelay]',
-        'name = "wsrelay"',
-        `base_url = "http://${LOOPBACK}:${relayPort}/v1"`,
-        'wire_api = "responses"',
-        'env_key = "WSRELAY_KEY"',
-        'supports_websockets = true',
-        '',
-    ].join('\n');
-}
-
-// Spawns a process and collects its output; resolves with its exit once it has closed.
+// Spawns a process that collects its output and is killed with SIGKILL after timeoutMs.
+// Returns { child, done }, where done resolves with its exit, also after that kill.
 function run(command, args, options, timeoutMs)
 {
-    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (chunk) => {
-        stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-        stderr += chunk;
-    });
-    const closed = new Promise((resolve) => {
-        child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    });
+    const { child, done } = spawnProcess(command, args, options);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    return { child, done: closed.finally(() => clearTimeout(timer)) };
-}
-
-async function waitForPort(port, ms, isExited)
-{
-    const deadline = Date.now() + ms;
-    for (;;) {
-        if (isExited()) {
-            throw new Error(`process exited before listening on ${port}`);
-        }
-        const connected = await new Promise((resolve) => {
-            const socket = net.connect({ host: LOOPBACK, port });
-            socket.once('connect', () => {
-                socket.destroy();
-                resolve(true);
-            });
-            socket.once('error', () => resolve(false));
-        });
-        if (connected) {
-            return;
-        }
-        if (Date.now() >= deadline) {
-            throw new Error(`nothing listened on ${LOOPBACK}:${port} within ${ms} ms`);
-        }
-        await sleep(25);
-    }
+    return { child, done: done.finally(() => clearTimeout(timer)) };
 }
 
 async function main()
@@ -104,34 +44,15 @@ async function main()
         mock.done.then(() => {
             mockExited = true;
         });
-        await waitForPort(mockPort, 8000, () => mockExited);
+        await waitForListener(mockPort, 8000, () => mockExited);
 
         const { configPath, port } = await writeRelayConfig(dir, {
             upstreamUrl: `ws://${LOOPBACK}:${mockPort}/v1/responses`,
         });
         relay = await startRelay({ configPath, port, env: relayEnv() });
 
-        const codexHome = path.join(dir, 'codex-home');
-        const workDir = path.join(dir, 'work');
-        await fsp.mkdir(codexHome);
-        await fsp.mkdir(workDir);
-        await fsp.writeFile(path.join(codexHome, 'config.toml'), codexConfig(port));
-
-        // A minimal environment: no OpenAI credentials, and a proxy on a closed loopback
-        // port for any HTTP request that is not to loopback.
-        const env = {
-            PATH: process.env.PATH,
-            HOME: dir,
-            CODEX_HOME: codexHome,
-            WSRELAY_KEY: CLIENT_KEY,
-            HTTP_PROXY: `http://${LOOPBACK}:9`,
-            HTTPS_PROXY: `http://${LOOPBACK}:9`,
-            ALL_PROXY: `http://${LOOPBACK}:9`,
-            NO_PROXY: `${LOOPBACK},localhost`,
-            NO_COLOR: '1',
-        };
-        const codex = run(process.execPath, [codexJs, 'exec', '--skip-git-repo-check', 'say hi'],
-            { cwd: workDir, env }, CODEX_TIMEOUT_MS);
+        const exec = await prepareCodexExec(dir, codexJs, codexConfig(port, MODEL));
+        const codex = run(process.execPath, exec.args, exec.options, CODEX_TIMEOUT_MS);
         result.codex = await codex.done;
 
         // The relay logs relay_complete once Codex has closed its connection.

@@ -1,13 +1,12 @@
 // Helpers for the keepalive, usage ledger and Codex keepalive tests, on top of harness.mjs:
 // ledger reading, timestamped frames, Responses API events with chosen usage, raw upstream
-// frame writes, an HAProxy front and the pinned Codex CLI. Everything stays on 127.0.0.1.
+// frame writes, child processes and an HAProxy front. Everything stays on 127.0.0.1.
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import {
     LOOPBACK,
@@ -19,8 +18,6 @@ import {
     waitFor,
     withTimeout,
 } from './harness.mjs';
-
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 // ---------------------------------------------------------------------------
 // Usage ledger
@@ -266,28 +263,36 @@ export async function writeInPieces(connection, bytes, cuts, gapMs = 2)
 // ---------------------------------------------------------------------------
 // Processes
 
+// Spawns a process that collects its output. Returns { child, stdout, stderr, done }, where
+// stdout and stderr grow as output arrives and done resolves with { code, signal, stdout,
+// stderr } once the process has closed, or has failed to start.
+export function spawnProcess(command, args, options)
+{
+    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = { child, stdout: '', stderr: '', done: null };
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (chunk) => {
+        proc.stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+        proc.stderr += chunk;
+    });
+    proc.done = new Promise((resolve) => {
+        child.on('error', (error) => resolve({ code: null, signal: null, stdout: proc.stdout, stderr: `${proc.stderr}${error.message}` }));
+        child.on('close', (code, signal) => resolve({ code, signal, stdout: proc.stdout, stderr: proc.stderr }));
+    });
+    return proc;
+}
+
 // Spawns a process and resolves with { code, signal, stdout, stderr } once it has closed.
 // Kills it with SIGKILL and rejects when it runs longer than timeoutMs.
 export function collectProcess(command, args, options, timeoutMs)
 {
-    const child = spawn(command, args, { ...options, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (chunk) => {
-        stdout += chunk;
-    });
-    child.stderr.on('data', (chunk) => {
-        stderr += chunk;
-    });
-    const closed = new Promise((resolve) => {
-        child.on('error', (error) => resolve({ code: null, signal: null, stdout, stderr: `${stderr}${error.message}` }));
-        child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    });
-    return withTimeout(closed, timeoutMs, `${path.basename(command)} to exit`).catch((error) => {
-        child.kill('SIGKILL');
-        throw new Error(`${error.message}; stderr so far:\n${stderr}`);
+    const proc = spawnProcess(command, args, options);
+    return withTimeout(proc.done, timeoutMs, `${path.basename(command)} to exit`).catch((error) => {
+        proc.child.kill('SIGKILL');
+        throw new Error(`${error.message}; stderr so far:\n${proc.stderr}`);
     });
 }
 
@@ -440,66 +445,4 @@ export function fillFilesystem(dir, maxBytes)
         fs.closeSync(fd);
     }
     throw new Error(`the filesystem of ${dir} took ${maxBytes} bytes without reporting ENOSPC`);
-}
-
-// ---------------------------------------------------------------------------
-// Codex CLI
-
-export const CODEX_VERSION = '0.169.0';
-export const CODEX_PREFIX = path.resolve(HERE, '..', '.codex-cli');
-const CODEX_PACKAGE = path.join(CODEX_PREFIX, 'node_modules', '@openai', 'codex');
-export const CODEX_JS = path.join(CODEX_PACKAGE, 'bin', 'codex.js');
-
-// npm error codes that mean the registry could not be reached.
-const NPM_NETWORK_ERRORS = /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|ETIMEDOUT|ENETUNREACH|EHOSTUNREACH)\b/;
-
-function installedCodexVersion()
-{
-    try {
-        return JSON.parse(fs.readFileSync(path.join(CODEX_PACKAGE, 'package.json'), 'utf8')).version;
-    } catch {
-        return null;
-    }
-}
-
-// Installs the pinned Codex CLI into tests/node/.codex-cli/ unless it is already there.
-// Returns a skip reason when npm cannot reach the registry, and throws on other failures.
-export async function ensureCodex()
-{
-    if (installedCodexVersion() === CODEX_VERSION) {
-        return null;
-    }
-    const result = await collectProcess('npm', [
-        'install', '--prefix', CODEX_PREFIX, '--no-save', '--no-audit', '--no-fund',
-        `@openai/codex@${CODEX_VERSION}`,
-    ], {}, 300000);
-    if (result.code !== 0 && NPM_NETWORK_ERRORS.test(result.stderr)) {
-        return `npm cannot reach the registry to install @openai/codex@${CODEX_VERSION}: ${result.stderr.trim().split('\n').pop()}`;
-    }
-    if (result.code !== 0 || installedCodexVersion() !== CODEX_VERSION) {
-        throw new Error(`npm install @openai/codex@${CODEX_VERSION} failed (exit status ${result.code}):\n${result.stderr}`);
-    }
-    return null;
-}
-
-// Returns true when an unprivileged user and network namespace with a working loopback
-// can be created, so that a child process reaches nothing beyond 127.0.0.1.
-export async function canIsolateNetwork()
-{
-    try {
-        const probe = await collectProcess('unshare', ['-rn', '--', 'sh', '-c', 'ip link set lo up'], {}, 10000);
-        return probe.code === 0;
-    } catch {
-        return false;
-    }
-}
-
-// Returns [command, args] that run `node script ...args` inside a fresh network namespace
-// when isolated is true, or directly otherwise.
-export function isolatedNodeCommand(isolated, script, args)
-{
-    if (!isolated) {
-        return [process.execPath, [script, ...args]];
-    }
-    return ['unshare', ['-rn', '--', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', process.execPath, script, ...args]];
 }
