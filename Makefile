@@ -5,6 +5,8 @@ BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 DEBIAN_PACKAGES := build-essential cmake pkg-config liburing-dev libwolfssl-dev \
 	libconfig-dev libcriterion-dev
+# HAProxy is the idle-sensitive proxy of the keepalive integration test.
+TEST_PACKAGES := haproxy
 
 .PHONY: all deps build build-asan run test test-unit test-node test-asan clean
 
@@ -12,7 +14,7 @@ all: build
 
 # Installs what is missing when run as root on Debian; otherwise only checks.
 deps:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+	@missing=""; for p in $(DEBIAN_PACKAGES) $(TEST_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -51,3 +53,11 @@ test-asan: build-asan
 
 clean:
 	rm -rf $(BUILD_DIR) $(ASAN_BUILD_DIR)
+
+# Benchmark of wsrelay against nginx, HAProxy and no relay; see bench/README.md.
+.PHONY: bench bench-quick
+bench: build
+	bench/compare.sh --build-dir $(BUILD_DIR)
+
+bench-quick: build
+	bench/compare.sh --quick --build-dir $(BUILD_DIR)
