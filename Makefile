@@ -8,13 +8,13 @@ DEBIAN_PACKAGES := build-essential cmake pkg-config liburing-dev libwolfssl-dev 
 # HAProxy is the idle-sensitive proxy of the keepalive integration test.
 TEST_PACKAGES := haproxy
 
-.PHONY: all deps build build-asan run test test-unit test-node test-asan clean
+.PHONY: all deps test-deps build build-asan run test test-unit test-node test-asan clean
 
 all: build
 
 # Installs what is missing when run as root on Debian; otherwise only checks.
-deps:
-	@missing=""; for p in $(DEBIAN_PACKAGES) $(TEST_PACKAGES); do \
+define install_missing
+	@missing=""; for p in $(1); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -25,7 +25,15 @@ deps:
 			echo "missing Debian packages:$$missing (run 'sudo make deps')"; exit 1; \
 		fi; \
 	fi
-	@command -v node >/dev/null || { echo "node (20 or later) is required for the tests"; exit 1; }
+endef
+
+deps:
+	$(call install_missing,$(DEBIAN_PACKAGES))
+
+test-deps: deps
+	$(call install_missing,$(TEST_PACKAGES))
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null || \
+		{ echo "the integration tests need Node.js 20 or later (node --version: $$(node --version 2>&1))"; exit 1; }
 
 build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
@@ -38,7 +46,7 @@ build-asan: deps
 run: build
 	bench/run_with_mock.sh $(BUILD_DIR)
 
-test: build
+test: build test-deps
 	$(MAKE) test-unit test-node WR_BUILD_DIR=$(abspath $(BUILD_DIR))
 
 test-unit:
@@ -48,7 +56,7 @@ test-node:
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	WR_BUILD_DIR=$(or $(WR_BUILD_DIR),$(abspath $(BUILD_DIR))) node --test --test-concurrency=1 tests/node/
 
-test-asan: build-asan
+test-asan: build-asan test-deps
 	$(MAKE) test-unit test-node WR_BUILD_DIR=$(abspath $(ASAN_BUILD_DIR))
 
 clean:

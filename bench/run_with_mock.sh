@@ -23,7 +23,8 @@ if [ -n "${OPENAI_API_KEY:-}" ]; then
 else
     config=conf/wsrelay-mock.cfg
     echo "OPENAI_API_KEY is not set: starting the mock upstream on 127.0.0.1:18080 and using $config"
-    "$build_dir/bench/mock_upstream" --listen 127.0.0.1:18080 &
+    echo "The mock's log goes to $build_dir/mock_upstream.log."
+    "$build_dir/bench/mock_upstream" --listen 127.0.0.1:18080 2>"$build_dir/mock_upstream.log" &
     mock_pid=$!
 fi
 echo "Point Codex at http://127.0.0.1:8080/v1 with the demo key 'wsrelay-demo-key' (see README.md)."

@@ -56,11 +56,15 @@ size_t wr_log_timestamp(char out[32])
 static void line_put(struct wr_log_line *line, const char *s, size_t n)
 {
     /* Two bytes stay free for the newline and a NUL. */
-    if (line->len + n > sizeof(line->buf) - 2) {
-        n = sizeof(line->buf) - 2 - line->len;
+    size_t room = sizeof(line->buf) - 2 - line->len;
+
+    if (n > room) {
+        n = room;
         line->truncated = true;
     }
-    memcpy(line->buf + line->len, s, n);
+    for (size_t i = 0; i < n; i++) {
+        line->buf[line->len + i] = s[i];
+    }
     line->len += n;
 }
 

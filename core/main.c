@@ -287,6 +287,9 @@ int main(int argc, char **argv)
     }
     if (check) {
         wr_conf_print(&conf, stdout);
+        if (check_ledger_dir(conf.ledger_path, err, sizeof(err)) < 0) {
+            printf("warning: %s: start-up would fail with exit status 2\n", err);
+        }
         wr_conf_free(&conf);
         return 0;
     }
