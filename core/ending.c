@@ -94,8 +94,8 @@ void relay_maybe_finish(struct wr_relay *r)
     }
     relay_queue_free_all(w, &r->down);
     relay_queue_free_all(w, &r->up);
-    free(r->down.in.scan);
-    free(r->up.in.scan);
+    frames_scan_release(w, r->down.in.scan);
+    frames_scan_release(w, r->up.in.scan);
     free(r->request);
     free(r->response);
     free(r->upgrade);

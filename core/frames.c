@@ -95,10 +95,34 @@ static void classify_upstream_event(struct wr_scan *scan)
     }
 }
 
+/*
+ * Scanners exist only while a text message is open, so an idle relay holds
+ * none; freed ones wait on a per-worker list, linked through their first bytes.
+ */
+static struct wr_scan *scan_acquire(struct wr_worker *w)
+{
+    void *scan = w->free_scans;
+
+    if (scan != NULL) {
+        memcpy(&w->free_scans, scan, sizeof(void *));
+        return scan;
+    }
+    return malloc(sizeof(struct wr_scan));
+}
+
+void frames_scan_release(struct wr_worker *w, struct wr_scan *scan)
+{
+    if (scan == NULL) {
+        return;
+    }
+    memcpy(scan, &w->free_scans, sizeof(void *));
+    w->free_scans = scan;
+}
+
 static void scan_start(struct wr_relay *r, struct wr_ws_in *in, enum wr_side from)
 {
     if (in->scan == NULL) {
-        in->scan = malloc(sizeof(*in->scan));
+        in->scan = scan_acquire(r->worker);
         if (in->scan == NULL) {
             return; /* usage of this message is lost, the relay goes on */
         }
@@ -293,7 +317,8 @@ static int frame_end(struct wr_relay *r, enum wr_side from)
             turns_on_upstream_message(r, scan);
         }
     }
-    scan->want = 0;
+    frames_scan_release(r->worker, scan);
+    in->scan = NULL;
     return 0;
 }
 

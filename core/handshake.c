@@ -370,6 +370,15 @@ void handshake_on_request(struct wr_relay *r, int res)
     }
     r->dial_deadline = r->worker->now_ms + conf->dial_timeout_ms;
     r->response_len = build_upstream_request(r, &req);
+    if (r->response_len < WR_HTTP_MAX_HEAD_BYTES) {
+        /* Keep what the request used, at least the initial size, for the upstream's reply. */
+        r->response_cap = r->response_len > WR_RELAY_HEAD_INITIAL ? r->response_len
+                                                                   : WR_RELAY_HEAD_INITIAL;
+        r->response = realloc(r->response, r->response_cap);
+        if (r->response == NULL) {
+            abort();
+        }
+    }
     if (r->response_len >= WR_HTTP_MAX_HEAD_BYTES) {
         handshake_reply_error(r, 431, NULL, "forwarded headers are too large",
                               "invalid_request_error", "request_header_fields_too_large");
@@ -473,13 +482,33 @@ int handshake_tls_step(struct wr_relay *r, struct wr_leg *leg)
     return 0;
 }
 
+/*
+ * Returns the free bytes after len in *buf, doubling the buffer (up to the
+ * 16 KiB head limit) when it is full. Returns 0 at the limit.
+ */
+size_t handshake_room(char **buf, size_t *cap, size_t len)
+{
+    if (len >= *cap && *cap < WR_HTTP_MAX_HEAD_BYTES) {
+        size_t grown = *cap * 2 > WR_HTTP_MAX_HEAD_BYTES ? WR_HTTP_MAX_HEAD_BYTES : *cap * 2;
+        char *bigger = realloc(*buf, grown);
+
+        if (bigger == NULL) {
+            abort();
+        }
+        *buf = bigger;
+        *cap = grown;
+    }
+    return len < *cap ? *cap - len : 0;
+}
+
 int handshake_tls_plaintext(struct wr_relay *r, struct wr_leg *leg)
 {
     int n;
 
     if (leg == &r->up) {
-        n = wr_tls_read(leg->tls, (uint8_t *)r->response + r->response_len,
-                        WR_HTTP_MAX_HEAD_BYTES - r->response_len);
+        size_t room = handshake_room(&r->response, &r->response_cap, r->response_len);
+
+        n = wr_tls_read(leg->tls, (uint8_t *)r->response + r->response_len, room);
         if (n > 0) {
             handshake_on_upstream_recv(r, n);
         }
@@ -490,7 +519,7 @@ int handshake_tls_plaintext(struct wr_relay *r, struct wr_leg *leg)
         return WR_EHTTP_TOO_LARGE;
     }
     n = wr_tls_read(leg->tls, (uint8_t *)r->request + r->request_len,
-                    WR_HTTP_MAX_HEAD_BYTES - r->request_len);
+                    handshake_room(&r->request, &r->request_cap, r->request_len));
     if (n > 0) {
         if (r->request_head_len == 0) {
             handshake_on_request(r, n);

@@ -309,11 +309,13 @@ void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg)
     }
     sqe = wr_worker_sqe(w);
     if (handshake && leg == &r->down && leg->tls == NULL) {
-        io_uring_prep_recv(sqe, leg->fd, r->request + r->request_len,
-                           WR_HTTP_MAX_HEAD_BYTES - r->request_len, 0);
+        size_t room = handshake_room(&r->request, &r->request_cap, r->request_len);
+
+        io_uring_prep_recv(sqe, leg->fd, r->request + r->request_len, room, 0);
     } else if (handshake && leg->tls == NULL) {
-        io_uring_prep_recv(sqe, leg->fd, r->response + r->response_len,
-                           WR_HTTP_MAX_HEAD_BYTES - r->response_len, 0);
+        size_t room = handshake_room(&r->response, &r->response_cap, r->response_len);
+
+        io_uring_prep_recv(sqe, leg->fd, r->response + r->response_len, room, 0);
     } else {
         io_uring_prep_recv(sqe, leg->fd, NULL, WR_RING_BUF_SIZE, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;

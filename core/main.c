@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 
 #define EXIT_CONFIG 1
 #define EXIT_STARTUP 2
+#define WR_TRIM_SECONDS 10
 
 static void usage(FILE *out)
 {
@@ -210,8 +212,17 @@ static int run(struct wr_conf *conf)
     }
 
     while (exit_code == 0) {
-        int sig = sigwaitinfo(&signals, NULL);
+        struct timespec trim_every = {WR_TRIM_SECONDS, 0};
+        int sig = sigtimedwait(&signals, NULL, &trim_every);
 
+        if (sig < 0) {
+            /*
+             * Handshake buffers freed after a burst of connections leave free
+             * pages inside the workers' heaps; hand them back to the kernel.
+             */
+            malloc_trim(0);
+            continue;
+        }
         if (sig == SIGHUP) {
             reopen_ledger(&server, conf->ledger_path);
             continue;

@@ -393,7 +393,8 @@ void wr_relay_accept(struct wr_worker *w, int fd)
     r->down.state = WR_LEG_HANDSHAKE;
     r->up.fd = -1;
     r->up.state = WR_LEG_NONE;
-    r->request = malloc(WR_HTTP_MAX_HEAD_BYTES);
+    r->request = malloc(WR_RELAY_HEAD_INITIAL);
+    r->request_cap = WR_RELAY_HEAD_INITIAL;
     if (r->request == NULL) {
         abort();
     }

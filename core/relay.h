@@ -23,6 +23,11 @@ struct wr_tls;
  * slow peer does not hold the worker's shared receive buffers.
  */
 #define WR_RELAY_COPY_BYTES (64 * 1024)
+/*
+ * First size of the head buffers. Codex's requests fit, and a small start
+ * keeps thousands of simultaneous handshakes from touching 32 KiB each.
+ */
+#define WR_RELAY_HEAD_INITIAL 2048
 #define WR_RELAY_CLOSE_WAIT_MS 2000 /* wait for the client's Close after ours, then close TCP */
 
 /* A run of bytes waiting to be sent on a leg. */
@@ -131,11 +136,13 @@ struct wr_relay {
     struct wr_leg up;
 
     /* Handshake phase. */
-    char *request;            /* downstream request head buffer (16 KiB) */
+    char *request;            /* downstream request head, grown up to 16 KiB as it arrives */
     size_t request_len;
+    size_t request_cap;
     size_t request_head_len;
-    char *response;           /* upstream response head buffer (16 KiB) */
+    char *response;           /* upstream request, then response head, grown up to 16 KiB */
     size_t response_len;
+    size_t response_cap;
     char ws_key[32];
     char upstream_accept[32];
     char *upgrade;            /* upstream upgrade request, kept until the tunnel and TLS are up */

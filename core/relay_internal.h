@@ -67,6 +67,7 @@ void relay_close_upstream(struct wr_relay *r, unsigned code, const char *reason)
 void relay_maybe_finish(struct wr_relay *r);
 
 /* handshake.c */
+size_t handshake_room(char **buf, size_t *cap, size_t len);
 void handshake_on_request(struct wr_relay *r, int res);
 void handshake_reply_error(struct wr_relay *r, int status, const char *extra_headers,
                            const char *message, const char *type, const char *code);
@@ -79,6 +80,7 @@ int handshake_tls_plaintext(struct wr_relay *r, struct wr_leg *leg);
 void handshake_tls_failed(struct wr_relay *r, struct wr_leg *leg, int code);
 
 /* frames.c */
+void frames_scan_release(struct wr_worker *w, struct wr_scan *scan);
 int frames_process(struct wr_relay *r, enum wr_side from, uint8_t *data, size_t len, int bid);
 void turns_on_upstream_message(struct wr_relay *r, struct wr_scan *scan);
 void turns_open(struct wr_relay *r);

@@ -307,6 +307,12 @@ void wr_worker_free(struct wr_worker *w)
     free(w->buf_refs);
     free(w->slots);
     free(w->free_slots);
+    while (w->free_scans != NULL) {
+        void *scan = w->free_scans;
+
+        memcpy(&w->free_scans, scan, sizeof(void *));
+        free(scan);
+    }
     while (w->free_segs != NULL) {
         struct wr_seg *next = w->free_segs->next;
         free(w->free_segs);

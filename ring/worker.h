@@ -16,7 +16,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/random.h>
 
-#define WR_RING_BUF_SIZE 16384   /* bytes per provided receive buffer */
+#define WR_RING_BUF_SIZE 8192    /* bytes per provided receive buffer */
 #define WR_RING_BUF_COUNT 512    /* provided buffers per worker (power of two) */
 #define WR_RING_BGID 1
 
@@ -50,6 +50,7 @@ struct wr_worker {
     uint64_t conn_seq;
 
     struct wr_seg *free_segs;
+    void *free_scans;     /* freed event scanners, linked through their first bytes */
     struct wr_log_sink log;
     WC_RNG rng;
     uint8_t rand_pool[256];
