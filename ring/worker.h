@@ -16,7 +16,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/random.h>
 
-#define WR_RING_BUF_SIZE 8192    /* bytes per provided receive buffer */
+#define WR_RING_BUF_SIZE 16384   /* bytes per provided receive buffer */
 #define WR_RING_BUF_COUNT 512    /* provided buffers per worker (power of two) */
 #define WR_RING_BGID 1
 
