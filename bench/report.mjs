@@ -14,8 +14,10 @@ const WORKLOADS = {
   large: 'Large events: 8 MiB "result" string in each turn',
   idle: 'Idle: one turn per connection, then the connections held open',
   churn: 'Churn: connect, one turn, close, repeated',
-  tls: 'TLS upstream',
+  tls: 'TLS upstream: the stream_100 turns, with each proxy dialing a TLS terminator in front of mock_upstream',
+  tls_large: 'TLS upstream: the large turns, with each proxy dialing a TLS terminator in front of mock_upstream',
 };
+const TLS_WORKLOADS = ['tls', 'tls_large'];
 const TARGETS = ['direct', 'wsrelay', 'nginx', 'haproxy'];
 const MIB = 1024 * 1024;
 
@@ -111,8 +113,23 @@ function summarize(report) {
     machine_busy_cpu_s: report.machine_busy_cpu_s,
     other_cpu_s: report.other_cpu_s,
     error_kinds: report.error_kinds,
+    terminator: null,
     loadgen: report,
   };
+}
+
+// Reads what compare.sh recorded about the TLS terminator during one run, or null.
+function readTerminator(dir, workload, target) {
+  const file = path.join(dir, `${workload}.${target}.terminator`);
+  if (!fs.existsSync(file)) {
+    return null;
+  }
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    console.error(`report.mjs: ${file} is not valid JSON (${err.message}); skipped`);
+    return null;
+  }
 }
 
 function loadResults(dir) {
@@ -129,6 +146,7 @@ function loadResults(dir) {
     }
     workloads[workload] ??= { description: WORKLOADS[workload] ?? workload, targets: {} };
     workloads[workload].targets[target] = summarize(report);
+    workloads[workload].targets[target].terminator = readTerminator(dir, workload, target);
   }
   const ordered = {};
   for (const name of Object.keys(WORKLOADS)) {
@@ -153,7 +171,7 @@ function format(value, digits = 0) {
 const COLUMNS = [
   ['events/s', (r) => format(r.events_per_s)],
   ['CPU s/M events', (r) => format(r.proxy_cpu_s_per_million_events, 2)],
-  ['CPU s/GiB', (r) => format(r.proxy_cpu_s_per_gib, 2), ['large']],
+  ['CPU s/GiB', (r) => format(r.proxy_cpu_s_per_gib, 2), ['large', ...TLS_WORKLOADS]],
   ['p50 us', (r) => format(r.p50_us)],
   ['p99 us', (r) => format(r.p99_us)],
   ['p99.9 us', (r) => format(r.p999_us)],
@@ -163,7 +181,28 @@ const COLUMNS = [
   ['CPU % core', (r) => format(r.proxy_cpu_percent_of_core, 1)],
   ['Pings', (r) => format(r.pings_received_in_window), ['idle']],
   ['errors', (r) => format(r.errors)],
+  ['terminator CPU s', (r) => format(r.terminator?.cpu_s, 2), TLS_WORKLOADS],
 ];
+
+// Describes the upstream TLS handshakes the terminator logged for one run, for example
+// "100 handshakes: 100 TLSv1.3 TLS_CHACHA20_POLY1305_SHA256 (82 resumed)".
+function handshakeSummary(terminator) {
+  if (!terminator) {
+    return 'no terminator record';
+  }
+  const bySuite = new Map();
+  let total = 0;
+  for (const h of terminator.handshakes) {
+    const key = `${h.protocol} ${h.suite}`;
+    const entry = bySuite.get(key) ?? { count: 0, resumed: 0 };
+    entry.count += h.count;
+    entry.resumed += h.resumed ? h.count : 0;
+    bySuite.set(key, entry);
+    total += h.count;
+  }
+  const parts = [...bySuite].map(([key, e]) => `${e.count} ${key} (${e.resumed} resumed)`);
+  return `${total} handshakes${parts.length > 0 ? `: ${parts.join(', ')}` : ''}`;
+}
 
 function columnApplies(column, workload) {
   return column[2] === undefined || column[2].includes(workload);
@@ -293,6 +332,11 @@ const PLOTS = {
     ['connections_per_s', 'connections per second (higher is better)', 1],
     CPU_PER_EVENT,
   ],
+  tls: [CPU_PER_EVENT, P99_MS],
+  tls_large: [
+    ['proxy_cpu_s_per_gib', 'proxy CPU s per GiB relayed (lower is better)', 1],
+    ['bytes_per_s', 'MiB relayed per second (higher is better)', 1 / MIB],
+  ],
 };
 
 function plotWorkload(name, workload, dir) {
@@ -394,6 +438,22 @@ function writeMarkdown(file, result, commands, checks, plots) {
     '  and of the whole machine (/proc/stat) over the window. What none of them nor the proxy',
     '  used is `other_cpu_s`: other programs, or kernel threads such as ksoftirqd. Runs where',
     '  it passed 5% of a core are listed under Notes.',
+    '- In `tls` and `tls_large` each proxy dials its upstream over TLS: an HAProxy in',
+    '  `mode tcp` terminates TLS in front of mock_upstream, with a throwaway CA and an ECDSA',
+    '  P-256 leaf certificate for 127.0.0.1, and lets each proxy get the TLS 1.3 suite it',
+    '  offers first (`prefer-client-ciphers`). Each proxy verifies the certificate. The client',
+    '  leg stays plain, because the load generator has no TLS client, and for the same reason',
+    '  `direct` is not run. One mock_upstream and one terminator serve every target of the',
+    '  workload, and each target starts fresh for each of the two parts.',
+    '- In the TLS tables the proxy CPU columns include all of the proxy\'s TLS work:',
+    '  handshakes with the terminator, decryption of what it relays downstream and',
+    '  encryption of what it relays upstream. They exclude the terminator\'s CPU, which is',
+    '  given on its own as `terminator CPU s`: user + system time of the terminator from the',
+    '  start to the end of the load generator run, connection set-up included, so over a',
+    '  longer span than the window. It is also part of `other_cpu_s` in latest.json.',
+    '  Nothing is subtracted from any figure.',
+    '- CPU s/GiB is the proxy CPU time over the window divided by the message payload the',
+    '  load generator received in it (downstream only; the 30 KB requests are not counted).',
     '',
     '## Results',
     '',
@@ -406,6 +466,15 @@ function writeMarkdown(file, result, commands, checks, plots) {
       continue;
     }
     lines.push(markdownTable(name, workload), '');
+    if (TLS_WORKLOADS.includes(name)) {
+      lines.push('Upstream TLS handshakes seen by the terminator during each run:', '');
+      for (const target of TARGETS) {
+        if (workload.targets[target]) {
+          lines.push(`- ${target}: ${handshakeSummary(workload.targets[target].terminator)}`);
+        }
+      }
+      lines.push('');
+    }
     if (plots[name]) {
       lines.push(`![${name}](${path.relative(path.dirname(file), plots[name])})`, '');
     }
@@ -455,7 +524,16 @@ function writeMarkdown(file, result, commands, checks, plots) {
   );
   if (args.configs) {
     lines.push('## Generated configurations', '', 'Ports differ from run to run.', '');
-    for (const [title, name] of [['wsrelay', 'wsrelay.cfg'], ['nginx', 'nginx.conf'], ['HAProxy', 'haproxy.cfg']]) {
+    const configs = [
+      ['wsrelay', 'wsrelay.cfg'],
+      ['nginx', 'nginx.conf'],
+      ['HAProxy', 'haproxy.cfg'],
+      ['wsrelay, tls workload', 'wsrelay-tls.cfg'],
+      ['nginx, tls workload', 'nginx-tls.conf'],
+      ['HAProxy, tls workload', 'haproxy-tls.cfg'],
+      ['TLS terminator (HAProxy), tls workload', 'terminator.cfg'],
+    ];
+    for (const [title, name] of configs) {
       const configFile = path.join(args.configs, name);
       if (fs.existsSync(configFile)) {
         lines.push(`### ${title}`, '', fence(fs.readFileSync(configFile, 'utf8')), '');
@@ -466,15 +544,35 @@ function writeMarkdown(file, result, commands, checks, plots) {
 }
 
 // Lists the runs in which other processes used more than 5% of a core, which skews them.
+// In the TLS workloads the terminator is one of those processes.
 function interferenceNotes(workloads) {
   const notes = [];
   for (const [name, workload] of Object.entries(workloads)) {
     for (const [target, r] of Object.entries(workload.targets)) {
       const share = r.window_s > 0 && r.other_cpu_s !== null ? r.other_cpu_s / r.window_s : 0;
       if (share > 0.05) {
+        const others = r.terminator ? 'other processes, the TLS terminator among them,' : 'other processes';
         notes.push(
-          `${name} ${target}: other processes used ${format(100 * share, 0)}% of a core ` +
+          `${name} ${target}: ${others} used ${format(100 * share, 0)}% of a core ` +
             'during the window, so its throughput and latency are less reliable.',
+        );
+      }
+    }
+  }
+  return notes;
+}
+
+// Lists the runs that loadgen ended at its --duration with turns still open: their
+// window includes the time those turns waited.
+function stalledNotes(workloads) {
+  const notes = [];
+  for (const [name, workload] of Object.entries(workloads)) {
+    for (const [target, r] of Object.entries(workload.targets)) {
+      if (r.stopped_by === 'duration' && r.turns_abandoned > 0) {
+        notes.push(
+          `${name} ${target}: the load generator stopped at its --duration with ` +
+            `${r.turns_abandoned} turn(s) still open after ${format(r.turns_completed)} completed, ` +
+            'so the window and the rates include the time those turns waited.',
         );
       }
     }
@@ -484,12 +582,13 @@ function interferenceNotes(workloads) {
 
 function main() {
   const workloads = loadResults(args.results);
-  const notes = [...readLines(args.notes), ...interferenceNotes(workloads)];
+  const notes = [...readLines(args.notes), ...stalledNotes(workloads), ...interferenceNotes(workloads)];
   const commands = readLines(args.commands);
-  if (notes.some((n) => n.startsWith('tls:'))) {
+  const tlsSkipped = notes.find((n) => n.startsWith('tls: skipped'));
+  if (tlsSkipped && !workloads.tls) {
     workloads.tls = {
       description: WORKLOADS.tls,
-      skipped: 'wsrelay has no TLS upstream yet; this workload runs once it has.',
+      skipped: `${tlsSkipped.replace(/^tls: skipped, /, '')}.`,
       targets: {},
     };
   }
@@ -519,6 +618,11 @@ function main() {
     console.log('Quick run: counts and durations are scaled down, so these numbers are rough.');
   }
   printTable(workloads);
+  for (const name of TLS_WORKLOADS) {
+    for (const [target, r] of Object.entries(workloads[name]?.targets ?? {})) {
+      console.log(`${name} ${target}: ${handshakeSummary(r.terminator)}`);
+    }
+  }
   for (const c of checks) {
     console.log(`wsrelay ${c.workload}: ${c.target}: ${c.text}`);
   }
