@@ -84,12 +84,26 @@ bool relay_leg_writable(const struct wr_leg *leg)
 void relay_queue_copy(struct wr_relay *r, struct wr_leg *leg, const void *data, size_t len,
                       bool business)
 {
+    struct wr_seg *tail = leg->out_tail;
     struct wr_seg *seg;
+    size_t cap;
 
     if (!relay_leg_writable(leg) || len == 0) {
         return;
     }
-    seg = malloc(sizeof(*seg) + len);
+    if (tail != NULL && tail->bid < 0 && tail->business == business && tail->cap != 0) {
+        /* Bytes after tail->ptr + tail->len are past any send in flight, so appending is safe. */
+        size_t used = (size_t)(tail->ptr - tail->data) + tail->len;
+
+        if (tail->cap - used >= len) {
+            memcpy(tail->ptr + tail->len, data, len);
+            tail->len += (uint32_t)len;
+            leg->out_bytes += len;
+            return;
+        }
+    }
+    cap = len > WR_RELAY_COPY_MIN ? len : WR_RELAY_COPY_MIN;
+    seg = malloc(sizeof(*seg) + cap);
     if (seg == NULL) {
         abort();
     }
@@ -98,6 +112,7 @@ void relay_queue_copy(struct wr_relay *r, struct wr_leg *leg, const void *data, 
     seg->len = (uint32_t)len;
     seg->bid = -1;
     seg->business = business;
+    seg->cap = (uint32_t)cap;
     seg_append(leg, seg, false);
 }
 
@@ -159,6 +174,7 @@ void relay_queue_control(struct wr_relay *r, struct wr_leg *leg, uint8_t opcode,
     seg->len = (uint32_t)(hdr_len + len);
     seg->bid = -1;
     seg->business = false;
+    seg->cap = 0; /* a control frame may wait on its own list: nothing is appended to it */
     seg_append(leg, seg, leg->out_frame_open);
     relay_flush(r, leg);
 }
@@ -224,8 +240,27 @@ static bool tls_encrypt_queue(struct wr_relay *r, struct wr_leg *leg)
     }
     while (leg->out_head != NULL && tls->fill_len < WR_TLS_OUT_HIGH) {
         struct wr_seg *seg = leg->out_head;
+        const uint8_t *data = seg->ptr;
         size_t chunk = seg->len < WR_RING_BUF_SIZE ? seg->len : WR_RING_BUF_SIZE;
-        int ret = wr_tls_write(tls, seg->ptr, chunk);
+        int ret;
+
+        if (chunk < WR_RING_BUF_SIZE && seg->next != NULL) {
+            /*
+             * Gather small segments into one buffer so they leave as one TLS
+             * record: a record per relayed event costs a seal and 22 bytes each.
+             */
+            uint8_t *stage = r->worker->tls_stage;
+
+            chunk = 0;
+            for (; seg != NULL && chunk < WR_RING_BUF_SIZE; seg = seg->next) {
+                size_t take = WR_RING_BUF_SIZE - chunk < seg->len ? WR_RING_BUF_SIZE - chunk
+                                                                  : seg->len;
+                memcpy(stage + chunk, seg->ptr, take);
+                chunk += take;
+            }
+            data = stage;
+        }
+        ret = wr_tls_write(tls, data, chunk);
 
         if (ret < 0) {
             if (leg == &r->down) {

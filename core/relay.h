@@ -28,6 +28,7 @@ struct wr_tls;
  * keeps thousands of simultaneous handshakes from touching 32 KiB each.
  */
 #define WR_RELAY_HEAD_INITIAL 2048
+#define WR_RELAY_COPY_MIN 4096 /* smallest data[] of a copied segment, so small copies share one */
 #define WR_RELAY_CLOSE_WAIT_MS 2000 /* wait for the client's Close after ours, then close TCP */
 
 /* A run of bytes waiting to be sent on a leg. */
@@ -37,6 +38,7 @@ struct wr_seg {
     uint32_t len;
     int32_t bid;   /* provided buffer holding ptr, or -1 when data[] holds the bytes */
     bool business; /* data-frame bytes relayed from the other leg */
+    uint32_t cap;  /* bytes data[] can hold (copies only): later copies fill the rest */
     uint8_t data[];
 };
 

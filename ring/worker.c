@@ -267,7 +267,8 @@ int wr_worker_init(struct wr_worker *w, struct wr_server *server, unsigned id, c
         return ret;
     }
     w->plain = malloc(WR_RING_BUF_SIZE);
-    if (w->plain == NULL) {
+    w->tls_stage = malloc(WR_RING_BUF_SIZE);
+    if (w->plain == NULL || w->tls_stage == NULL) {
         snprintf(err, err_len, "out of memory for the TLS buffer");
         return WR_ENOMEM;
     }
@@ -321,6 +322,7 @@ void wr_worker_free(struct wr_worker *w)
     wc_FreeRng(&w->rng);
     wr_tls_ctx_free(&w->tls);
     free(w->plain);
+    free(w->tls_stage);
     free(atomic_exchange(&w->addr_inbox, NULL));
     wr_log_sink_free(&w->log);
     wr_ledger_free(&w->ledger);

@@ -63,6 +63,7 @@ struct wr_worker {
 
     struct wr_tls_ctx tls;
     uint8_t *plain;       /* decrypted bytes of one TLS record batch, WR_RING_BUF_SIZE long */
+    uint8_t *tls_stage;   /* small segments gathered into one TLS record, WR_RING_BUF_SIZE long */
     struct wr_addr_list addrs;                 /* the worker's copy, read only by this thread */
     _Atomic(struct wr_addr_list *) addr_inbox; /* a newer list from the resolver, or NULL */
 };
