@@ -29,6 +29,7 @@ struct wr_tls;
  */
 #define WR_RELAY_HEAD_INITIAL 2048
 #define WR_RELAY_COPY_MIN 4096 /* smallest data[] of a copied segment, so small copies share one */
+#define WR_TIMER_SLACK_MS 50    /* link timeouts fire up to this much late, see relay_link_timer */
 #define WR_RELAY_CLOSE_WAIT_MS 2000 /* wait for the client's Close after ours, then close TCP */
 
 /* A run of bytes waiting to be sent on a leg. */

@@ -147,6 +147,12 @@ void relay_link_timer(struct wr_relay *r, struct io_uring_sqe *sqe,
     if (deadline == 0 || r->timers_unsupported) {
         return;
     }
+    /*
+     * Rounding up to a multiple of WR_TIMER_SLACK_MS lets timers of many
+     * connections expire together, so thousands of idle relays wake the
+     * worker a few times a second instead of once per Ping.
+     */
+    deadline = (deadline + WR_TIMER_SLACK_MS - 1) / WR_TIMER_SLACK_MS * WR_TIMER_SLACK_MS;
     ts->tv_sec = (long long)(deadline / 1000);
     ts->tv_nsec = (long long)(deadline % 1000) * 1000000;
     sqe->flags |= IOSQE_IO_LINK;
