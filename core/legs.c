@@ -124,7 +124,14 @@ void relay_queue_slice(struct wr_relay *r, struct wr_leg *leg, uint8_t *ptr, siz
     if (!relay_leg_writable(leg) || len == 0) {
         return;
     }
-    if (bid < 0 || leg->out_bytes > WR_RELAY_COPY_BYTES) {
+    struct wr_leg *source = leg == &r->down ? &r->up : &r->down;
+
+    /*
+     * Bytes a cancelled multishot receive still delivers keep their buffers:
+     * the pool bounds them, where copies would grow the heap.
+     */
+    if (bid < 0 || (leg->out_bytes > WR_RELAY_COPY_BYTES &&
+                    !(source->recv_multishot && source->recv_cancel_pending))) {
         relay_queue_copy(r, leg, ptr, len, true);
         return;
     }
@@ -337,6 +344,7 @@ void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg)
     struct wr_worker *w = r->worker;
     struct io_uring_sqe *sqe;
     bool handshake = leg->state == WR_LEG_HANDSHAKE;
+    bool multishot = false;
 
     if (leg->recv_armed || leg->recv_paused || leg->waiting_buffer ||
         (leg->state != WR_LEG_OPEN && leg->state != WR_LEG_CLOSING && !handshake)) {
@@ -351,6 +359,17 @@ void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg)
         size_t room = handshake_room(&r->response, &r->response_cap, r->response_len);
 
         io_uring_prep_recv(sqe, leg->fd, r->response + r->response_len, room, 0);
+    } else if (leg == &r->up && leg->tls == NULL && leg->state == WR_LEG_OPEN &&
+               !leg->recv_bulk && relay_recv_deadline(r, leg) == 0) {
+        /*
+         * With no timer to carry, the upstream receive of a stream of events
+         * is multishot: one SQE serves the whole stream. A deadline, a pause
+         * or bulk data (a full buffer) cancels it.
+         */
+        io_uring_prep_recv_multishot(sqe, leg->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = WR_RING_BGID;
+        multishot = true;
     } else {
         io_uring_prep_recv(sqe, leg->fd, NULL, WR_RING_BUF_SIZE, 0);
         sqe->flags |= IOSQE_BUFFER_SELECT;
@@ -365,6 +384,7 @@ void relay_arm_recv(struct wr_relay *r, struct wr_leg *leg)
     relay_link_timer(r, sqe, &leg->recv_ts, leg->recv_deadline);
     leg->recv_armed = true;
     leg->recv_cancel_pending = false;
+    leg->recv_multishot = multishot;
     r->inflight++;
 }
 

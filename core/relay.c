@@ -146,6 +146,20 @@ static void wait_for_buffer(struct wr_relay *r, struct wr_leg *leg)
 }
 
 /* Pauses leg's receives while the other leg has too much unsent. */
+/* Stops a multishot receive; the rest of the data waits in the socket. */
+static void cancel_multishot(struct wr_relay *r, struct wr_leg *leg)
+{
+    struct io_uring_sqe *sqe;
+
+    if (!leg->recv_armed || !leg->recv_multishot || leg->recv_cancel_pending) {
+        return;
+    }
+    sqe = wr_worker_sqe(r->worker);
+    io_uring_prep_cancel64(sqe, wr_ring_ud_pack(WR_OP_US_RECV, r->slot, r->gen), 0);
+    io_uring_sqe_set_data64(sqe, wr_ring_ud_pack(WR_OP_CANCEL, r->slot, r->gen));
+    leg->recv_cancel_pending = true;
+}
+
 static void apply_backpressure(struct wr_relay *r, struct wr_leg *leg)
 {
     bool from_client = leg == &r->down;
@@ -154,6 +168,7 @@ static void apply_backpressure(struct wr_relay *r, struct wr_leg *leg)
     if (other->out_bytes > WR_RELAY_PAUSE_BYTES && relay_leg_writable(other) &&
         !(from_client ? r->upstream_gone : r->client_gone)) {
         leg->recv_paused = true;
+        cancel_multishot(r, leg);
         relay_retime(r); /* a paused downstream receive hands its timers to the sends */
     }
 }
@@ -270,7 +285,8 @@ static void on_recv(struct wr_relay *r, struct wr_leg *leg, int res, unsigned fl
     int bid = -1;
     int ret;
 
-    leg->recv_armed = false;
+    /* A multishot receive that posts with F_MORE is still pending. */
+    leg->recv_armed = (flags & IORING_CQE_F_MORE) != 0;
     if (flags & IORING_CQE_F_BUFFER) {
         bid = (int)(flags >> IORING_CQE_BUFFER_SHIFT);
         w->buf_refs[bid] = 1; /* the receive's own reference, dropped after processing */
@@ -304,6 +320,11 @@ static void on_recv(struct wr_relay *r, struct wr_leg *leg, int res, unsigned fl
         goto out;
     }
 
+    /* A full buffer means bulk data: single-shot receives pace it; small ones go multishot. */
+    leg->recv_bulk = bid >= 0 && (size_t)res == WR_RING_BUF_SIZE;
+    if (leg->recv_bulk) {
+        cancel_multishot(r, leg);
+    }
     ret = frames_process(r, from_client ? WR_FROM_CLIENT : WR_FROM_UPSTREAM,
                          bid >= 0 ? wr_worker_buf(w, (uint16_t)bid) : NULL, (size_t)res, bid);
     if (ret == 0) {
@@ -332,7 +353,9 @@ void wr_relay_complete(struct wr_worker *w, struct wr_relay *r, enum wr_ring_op 
         on_recv(r, &r->down, res, flags);
         break;
     case WR_OP_US_RECV:
-        r->inflight--;
+        if (!(flags & IORING_CQE_F_MORE)) {
+            r->inflight--;
+        }
         on_recv(r, &r->up, res, flags);
         break;
     case WR_OP_DS_SEND:

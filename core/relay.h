@@ -80,6 +80,8 @@ struct wr_leg {
     bool out_frame_open;      /* a relayed frame is partly queued: control frames must wait */
     bool peer_closed;         /* the peer's Close frame arrived */
     bool recv_cancel_pending; /* the receive is being cancelled to re-arm it with a new timer */
+    bool recv_multishot;      /* the pending receive is multishot: it stays armed across data */
+    bool recv_bulk;           /* a receive filled its buffer: use single-shot, flow-controlled */
     uint64_t recv_deadline;   /* deadline linked to the pending receive, 0 for none */
     uint64_t send_deadline;   /* deadline linked to the pending send, 0 for none */
     bool send_cancel_pending;
