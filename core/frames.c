@@ -60,7 +60,7 @@ static int message_too_big(struct wr_relay *r, enum wr_side from)
     return 1;
 }
 
-/* What an upstream event means for turn tracking, kept in the scanner's tag. */
+/* Kinds of upstream event for turn tracking, kept in the scanner's tag. */
 enum event_kind {
     EVENT_OTHER = 0,
     EVENT_CREATED,  /* response.created or response.in_progress: carries the response id */
@@ -96,8 +96,8 @@ static void classify_upstream_event(struct wr_scan *scan)
 }
 
 /*
- * Scanners exist only while a text message is open, so an idle relay holds
- * none; freed ones wait on a per-worker list, linked through their first bytes.
+ * Scanners exist only while a text message is open, so an idle relay keeps
+ * none. Freed ones wait on a per-worker list, linked through their first bytes.
  */
 static struct wr_scan *scan_acquire(struct wr_worker *w)
 {
@@ -269,7 +269,7 @@ static int control_frame(struct wr_relay *r, enum wr_side from)
     }
     src->peer_closed = true;
     if (src->state == WR_LEG_CLOSING) {
-        /* This answers our own Close. */
+        /* This is the reply to our own Close. */
         if (!src->send_armed && src->out_head == NULL) {
             relay_shutdown_leg(r, src);
         }

@@ -350,7 +350,8 @@ void handshake_on_request(struct wr_relay *r, int res)
     r->counted = true;
 
     key = wr_http_header_get(req.headers, req.num_headers, "sec-websocket-key");
-    memcpy(r->ws_key, key->ptr, key->len < sizeof(r->ws_key) - 1 ? key->len : sizeof(r->ws_key) - 1);
+    memcpy(r->ws_key, key->ptr,
+           key->len < sizeof(r->ws_key) - 1 ? key->len : sizeof(r->ws_key) - 1);
 
     if (wr_log_enabled(WR_LOG_INFO)) {
         struct wr_log_line line;

@@ -3,7 +3,7 @@
  * A leg's send queue and receive. Relayed bytes are queued as segments that
  * reference the worker's provided receive buffers until sent. Once the peer
  * is slow they are copied to the heap instead. One send is in flight per
- * socket, so order holds and a short write continues where it stopped.
+ * socket, so order is kept and a short write continues where it stopped.
  */
 #include "core/relay_internal.h"
 

@@ -67,7 +67,8 @@ static uint64_t event_keepalive_due(const struct wr_relay *r)
     if (every == 0 || r->open_turns == 0 || r->client_gone || r->down.state != WR_LEG_OPEN) {
         return 0;
     }
-    return relay_latest(relay_latest(r->last_business_ms, r->last_event_keepalive_ms), r->turns->start_ms) +
+    return relay_latest(relay_latest(r->last_business_ms, r->last_event_keepalive_ms),
+                        r->turns->start_ms) +
            every;
 }
 

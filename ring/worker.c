@@ -53,7 +53,7 @@ void wr_worker_random(struct wr_worker *w, uint8_t out[4])
 {
     if (w->rand_pos + 4 > sizeof(w->rand_pool)) {
         if (wc_RNG_GenerateBlock(&w->rng, w->rand_pool, sizeof(w->rand_pool)) != 0) {
-            /* NOTE: the DRBG only fails after a broken reseed; getrandom keeps masks unpredictable. */
+            /* NOTE: wolfCrypt's DRBG fails only if its reseed fails; getrandom() then fills in. */
             if (getrandom(w->rand_pool, sizeof(w->rand_pool), 0) < 0) {
                 abort();
             }
@@ -438,7 +438,7 @@ static void begin_shutdown(struct wr_worker *w)
     }
     w->stopping = true;
     w->stop_deadline_ms = w->now_ms + w->server->conf->upstream_drain_timeout_ms;
-    /* Stop accepting now: the ring holds the listener until its teardown, after exit. */
+    /* Stop accepting now: the ring keeps the listener open until its teardown after exit. */
     if (w->listen_fd >= 0) {
         shutdown(w->listen_fd, SHUT_RDWR);
     }
