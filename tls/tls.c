@@ -35,7 +35,10 @@ const char *wr_tls_cipher_list(void)
     return cipher_list;
 }
 
-/* Copies lent ciphertext to wolfSSL. An empty input returns WANT_READ, so the caller arms a receive. */
+/*
+ * Copies lent ciphertext to wolfSSL. An empty input returns WANT_READ, so
+ * the caller arms a receive.
+ */
 static int io_recv(WOLFSSL *ssl, char *buf, int size, void *arg)
 {
     struct wr_tls *tls = arg;
@@ -132,7 +135,8 @@ int wr_tls_ctx_init(struct wr_tls_ctx *ctx, const struct wr_conf *conf, char *er
         }
         ret = wolfSSL_CTX_use_certificate_chain_file(ctx->server, conf->tls_cert_file);
         if (ret != WOLFSSL_SUCCESS) {
-            snprintf(err, err_len, "cannot load the certificate chain %s (gateway.tls.cert_file): %s",
+            snprintf(err, err_len,
+                     "cannot load the certificate chain %s (gateway.tls.cert_file): %s",
                      conf->tls_cert_file, wolfSSL_ERR_reason_error_string(ret));
             return WR_ECONF;
         }
