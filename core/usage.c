@@ -99,7 +99,12 @@ void wr_usage_record(struct wr_relay *r, const struct wr_turn *turn, const char 
     uint64_t tokens[5] = {0, 0, 0, 0, 0};
     const char *response_id = turn->response_id;
     const char *model = turn->model;
-    char line[2048], ts[32];
+    /*
+     * Worst case: four escaped strings of at most 128 bytes (6 bytes each as
+     * \u00XX), a client name of 63, and under 400 bytes of keys and numbers,
+     * about 3,900 bytes in all.
+     */
+    char line[4096], ts[32];
     size_t n = 0;
 
     if (scan != NULL) {
@@ -156,7 +161,7 @@ void wr_usage_record(struct wr_relay *r, const struct wr_turn *turn, const char 
     n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"client_connected\":%s}\n",
                           r->client_gone ? "false" : "true");
     if (n >= sizeof(line)) {
-        n = sizeof(line) - 1; /* cannot happen: every field above is bounded */
+        n = sizeof(line) - 1; /* unreachable with the bounds above */
     }
 
     if (ledger->fill_len + n > WR_LEDGER_QUEUE_BYTES) {

@@ -196,6 +196,22 @@ test('absent fields recorded as zero and null', { timeout: 20000 }, async (t) =>
     assertTokens(noUsage, {});
 });
 
+test('longest escaped strings keep whole lines', { timeout: 20000 }, async (t) => {
+    const stack = await startStack(t, { config: ledgerConfig() });
+    const connection = await connect(stack);
+    // Control characters are written back as \u00XX, six bytes each, the worst case per byte.
+    const worst = '\u0001'.repeat(200);
+
+    await runTurn(connection, [terminalEvent({ id: worst, model: worst, status: worst, usage: usageOf({ input: 3 }) })]);
+
+    const [record] = await waitForRecords(ledgerOf(stack), 1);
+    assert.equal(record.response_id, '\u0001'.repeat(128));
+    assert.equal(record.model, '\u0001'.repeat(128));
+    assert.equal(record.status, '\u0001'.repeat(128));
+    assert.equal(record.input_tokens, 3);
+    assert.equal(record.client_connected, true);
+});
+
 test('non-object usage recorded as zeros', { timeout: 20000 }, async (t) => {
     const stack = await startStack(t, { config: ledgerConfig() });
     const connection = await connect(stack);
