@@ -75,7 +75,7 @@ struct wr_conf {
  * Loads and validates the file at path into conf, starting from the defaults.
  * Returns 0, or WR_ECONF with one message in err naming the file, the line
  * where libconfig knows it, the key, the value and what is allowed.
- * On failure conf holds nothing that needs wr_conf_free.
+ * On failure conf contains nothing that needs wr_conf_free.
  */
 int wr_conf_load(struct wr_conf *conf, const char *path, char *err, size_t err_len);
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Frame relaying. Bytes are parsed as they arrive and relayed without waiting
- * for whole messages: a data frame's header is queued on the other leg as soon
- * as it is decoded and its payload follows slice by slice, so opcode, FIN and
- * fragment boundaries stay as the sender made them. Client frames are
- * re-masked in place with a fresh key of wsrelay's; upstream frames pass
- * through unchanged. Control frames are answered on their own leg.
+ * for whole messages. A data frame's header is queued on the other leg as
+ * soon as it is decoded, and its payload follows slice by slice, so opcode,
+ * FIN and fragment boundaries stay as the sender made them. Client frames are
+ * re-masked in place with a fresh key of wsrelay's, and upstream frames pass
+ * through unchanged. Ping frames get their Pong on their own leg.
  */
 #include "core/relay_internal.h"
 

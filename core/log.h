@@ -13,7 +13,7 @@
 #define WR_LOG_LINE_MAX 2048
 
 /*
- * A worker's pending output. Lines are appended to fill while write holds the
+ * A worker's pending output. Lines are appended to fill while write contains the
  * bytes of the write in flight; the worker swaps them when that write ends.
  */
 struct wr_log_sink {

@@ -105,8 +105,8 @@ static int run(struct wr_conf *conf)
     int exit_code = 0;
 
     /*
-     * Workers write log lines through their rings at the file position; with
-     * O_APPEND every write lands at the end even when stderr is a shared file.
+     * Workers write log lines through their rings at the file position. With
+     * O_APPEND every write lands at the end, even when stderr is a shared file.
      */
     int stderr_flags = fcntl(STDERR_FILENO, F_GETFL);
     if (stderr_flags >= 0 && !(stderr_flags & O_APPEND)) {

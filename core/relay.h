@@ -37,7 +37,7 @@ struct wr_seg {
     struct wr_seg *next;
     uint8_t *ptr;
     uint32_t len;
-    int32_t bid;   /* provided buffer holding ptr, or -1 when data[] holds the bytes */
+    int32_t bid;   /* provided buffer that contains ptr, or -1 when the bytes are in data[] */
     bool business; /* data-frame bytes relayed from the other leg */
     uint32_t cap;  /* bytes data[] can hold (copies only): later copies fill the rest */
     uint8_t data[];
@@ -125,7 +125,7 @@ struct wr_relay {
     char id[24];              /* "<worker>-<sequence>" */
     struct wr_worker *worker;
     unsigned inflight;        /* submitted operations not yet completed, timers excluded */
-    bool counted;             /* holds one unit of server->active */
+    bool counted;             /* counted in server->active */
     bool client_gone;         /* graceful or not, no more business writes downstream */
     bool upstream_gone;
     bool wrote_downstream;    /* a business write has made progress */

@@ -7,13 +7,13 @@
 #include "proto/http.h"
 #include "ring/worker.h"
 
-/* Which leg a frame came from. */
+/* The leg a frame came from. */
 enum wr_side {
     WR_FROM_CLIENT,
     WR_FROM_UPSTREAM,
 };
 
-/* How a client connection ended, for traces and close codes. */
+/* The way a client connection ended, for traces and close codes. */
 struct wr_client_end {
     const char *stage;   /* trace stage */
     bool graceful;

@@ -15,7 +15,7 @@ struct wr_worker;
 
 /* Resolved addresses of the upstream, or of the proxy when one is set. */
 struct wr_addr_list {
-    unsigned count;                  /* 0: not resolved, every dial answers 502 */
+    unsigned count;                  /* 0: not resolved, every dial gets 502 */
     socklen_t lens[WR_MAX_UPSTREAM_ADDRS];
     struct sockaddr_storage addrs[WR_MAX_UPSTREAM_ADDRS];
 };

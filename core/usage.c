@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Usage records. Each worker gathers its records in memory and appends them
- * with one io_uring write linked to an fsync, one batch in flight at a time,
- * so the file gets whole lines from several workers (O_APPEND) and is synced
- * after every batch. A failed write keeps its batch and is retried after
- * WR_LEDGER_RETRY_MS; records that do not fit the bounded queue meanwhile are
- * counted and logged.
+ * with one io_uring write linked to an fdatasync, one batch in flight at a
+ * time. The file is opened O_APPEND, so several workers write whole lines,
+ * and it is synced after every batch. A failed write keeps its batch and is
+ * retried after WR_LEDGER_RETRY_MS. Records that do not fit the bounded
+ * queue meanwhile are counted and logged.
  */
 #include "core/usage.h"
 

@@ -13,7 +13,7 @@ struct wr_worker;
 #define WR_LEDGER_QUEUE_BYTES (4 * 1024 * 1024) /* records waiting per worker before drops */
 #define WR_LEDGER_RETRY_MS 1000
 
-/* A worker's ledger output: lines gather in fill while write holds the batch in flight. */
+/* A worker's ledger output: lines gather in fill while write contains the batch in flight. */
 struct wr_ledger {
     char *fill;
     size_t fill_len;
@@ -34,7 +34,7 @@ void wr_ledger_free(struct wr_ledger *ledger);
 
 /*
  * Records a settled turn: status is the terminal status, "error", or
- * "unsettled" with reason. scan holds the terminal event's fields, or NULL.
+ * "unsettled" with reason. scan contains the terminal event's fields, or NULL.
  */
 void wr_usage_record(struct wr_relay *r, const struct wr_turn *turn, const char *status,
                      const char *reason, const struct wr_scan *scan);

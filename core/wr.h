@@ -30,7 +30,7 @@ enum wr_code {
     WR_ESCAN_SYNTAX = -4109,       /* event scanner met invalid JSON */
     WR_ENOMEM = -4110,             /* allocation failed */
     WR_ECONF = -4111,              /* invalid configuration */
-    WR_EUPSTREAM_STATUS = -4112,   /* upstream answered the upgrade with a non-101 status */
+    WR_EUPSTREAM_STATUS = -4112,   /* upstream replied to the upgrade with a non-101 status */
     WR_EUPSTREAM_HANDSHAKE = -4113, /* upstream 101 is not a valid WebSocket accept */
     WR_ECODE_MIN = -4113,
 };
@@ -51,7 +51,9 @@ struct wr_buf {
 
 static inline size_t wr_buf_len(const struct wr_buf *b)
 {
-    assert(b->start <= b->pos && b->pos <= b->last && b->last <= b->end);
+    assert(b->start <= b->pos);
+    assert(b->pos <= b->last);
+    assert(b->last <= b->end);
     return (size_t)(b->last - b->pos);
 }
 

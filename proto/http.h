@@ -54,7 +54,7 @@ int wr_http_parse_response(const char *buf, size_t len, size_t last_len,
 const struct wr_span *wr_http_header_get(const struct wr_http_header *headers, size_t n,
                                          const char *name);
 
-/* Returns true if the comma-separated list value holds token (case-insensitive). */
+/* Returns true if the comma-separated list value contains token (case-insensitive). */
 bool wr_http_has_token(struct wr_span value, const char *token);
 
 /* Outcome of the upgrade checks, in the order they run. */

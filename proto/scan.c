@@ -776,7 +776,7 @@ static int value_start(struct wr_scan *s, uint8_t c)
     int field = wanted_field(s);
     unsigned literal;
 
-    /* null is how in-progress responses say "no usage yet", so only other types count. */
+    /* In-progress responses carry "usage": null, so only other types count. */
     if (s->_key >= KEY_ENTER && c != '{' && c != 'n') {
         container_malformed(s);
     }
@@ -830,7 +830,7 @@ static int value_start(struct wr_scan *s, uint8_t c)
         if (field >= 0) {
             mark_malformed(s, field);
         }
-        /* _sub holds the literal's index in scan_literals times 8, plus the letters read. */
+        /* _sub is the literal's index in scan_literals times 8, plus the letters read. */
         if (c == 't') {
             literal = 0;
         } else if (c == 'f') {

@@ -22,7 +22,7 @@ enum {
 #define WR_WS_MAX_CONTROL_PAYLOAD 125
 #define WR_WS_MAX_CLOSE_REASON 123
 
-/* Which peer sent the frame: clients must mask, servers must not. */
+/* The peer that sent a frame: clients must mask, servers must not. */
 enum wr_ws_role {
     WR_WS_FROM_CLIENT,
     WR_WS_FROM_SERVER,

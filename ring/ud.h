@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 /*
- * user_data holds the operation (8 bits), the relay slot (24 bits) and the
+ * user_data contains the operation (8 bits), the relay slot (24 bits) and the
  * slot's generation (32 bits) rather than a pointer: a completion that
  * arrives after its relay was closed and the slot reused carries an old
  * generation and is dropped instead of touching the new relay.

@@ -356,7 +356,7 @@ void wr_worker_wake(struct wr_worker *w)
 
 void wr_worker_post_addrs(struct wr_worker *w, struct wr_addr_list *list)
 {
-    /* Whoever exchanges a list out of the inbox owns it, so no list is freed twice. */
+    /* The thread that exchanges a list out of the inbox owns it, so no list is freed twice. */
     free(atomic_exchange(&w->addr_inbox, list));
     wr_worker_wake(w);
 }

@@ -126,7 +126,7 @@ test('address host checked against IP SAN', { timeout: 30000 }, async (t) => {
 });
 
 test('silent TLS upstream gives 504', { timeout: 30000 }, async (t) => {
-    // Accepts TCP and never answers the ClientHello.
+    // Accepts TCP and never replies to the ClientHello.
     const sockets = new Set();
     const silent = net.createServer((socket) => {
         sockets.add(socket);
